@@ -1,0 +1,41 @@
+# saltext-hamn — the two commands of the README's quick start, and their parts.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: demo test deps venv unit functional integration lab-down clean
+
+demo: deps $(STAMP)  ## bring the lab up, show replication through the VIP, tear down
+	$(VENV)/bin/hamn-lab demo
+
+test: deps $(STAMP)  ## the whole suite (integration tests need root)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+functional: deps $(STAMP)
+	$(PY) -m pytest tests/functional $(PYTEST_ARGS)
+
+integration: deps $(STAMP)
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+deps:
+	@scripts/install-system-deps
+
+venv: $(STAMP)
+
+$(STAMP): setup.py pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+lab-down: $(STAMP)  ## remove a lab left by an interrupted run
+	$(VENV)/bin/hamn-lab down
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,79 @@
+"""``hamn-lab``: a two-node xCAT HA lab in network namespaces on one root machine."""
+
+import argparse
+import json
+import os
+import sys
+
+from saltext_hamn.lab import saltd
+from saltext_hamn.lab.lab import Lab, say
+from saltext_hamn.lab.spec import LabSpec
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="hamn-lab", description=__doc__)
+    parser.add_argument("--prefix", help="name prefix of this lab (env HAMN_LAB_PREFIX, default hamnlab)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="build or repair the lab; waits until minions answer and the standby streams")
+    sub.add_parser("down", help="remove every namespace, process and directory of the lab")
+    sub.add_parser("status", help="show namespaces, PostgreSQL roles, daemons")
+    sub.add_parser("demo", help="up, write a canary through the VIP, read it on the standby, down")
+    for name in ("salt", "salt-run"):
+        p = sub.add_parser(name, help=f"run {name} on the lab master (witness namespace)")
+        p.add_argument("args", nargs=argparse.REMAINDER)
+    p = sub.add_parser("run-on", help="run a command inside a node's namespace")
+    p.add_argument("node")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    if os.geteuid() != 0:
+        print("hamn-lab: must run as root (network namespaces, the postgres OS user)", file=sys.stderr)
+        return 2
+    spec = LabSpec.from_env(args.prefix)
+    lab = Lab(spec)
+    if args.command == "up":
+        lab.up()
+    elif args.command == "down":
+        lab.down()
+        left = lab.leftovers()
+        if left:
+            say("left behind: " + "; ".join(left))
+            return 1
+    elif args.command == "status":
+        print(json.dumps(lab.status(), indent=2, sort_keys=True))
+    elif args.command == "demo":
+        return demo(lab)
+    elif args.command in ("salt", "salt-run"):
+        cmd = saltd.salt_cmd(spec, *args.args, runner=args.command == "salt-run")
+        return os.spawnvp(os.P_WAIT, cmd[0], cmd)
+    elif args.command == "run-on":
+        if args.node not in spec.nodes:
+            print(f"hamn-lab: unknown node {args.node!r}; expected one of {', '.join(spec.nodes)}", file=sys.stderr)
+            return 2
+        cmd = ["ip", "netns", "exec", spec.node_ns(args.node), *args.cmd]
+        env = dict(os.environ, **saltd.minion_env(spec, args.node))
+        return os.spawnvpe(os.P_WAIT, cmd[0], cmd, env)
+    return 0
+
+
+def demo(lab):
+    try:
+        lab.up()
+        for node, info in lab.status()["nodes"].items():
+            say(f"{node}: {info}")
+        lab.canary_through_vip()
+    finally:
+        lab.down()
+    left = lab.leftovers()
+    if left:
+        say("left behind: " + "; ".join(left))
+        return 1
+    say("demo complete: the canary row written through the VIP on the primary was read on the standby")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""Bring a two-node lab up, report on it, tear it down."""
+
+import json
+import os
+import pwd
+import shutil
+import time
+
+import psycopg2
+
+from saltext_hamn.lab import netns, network, pillar, recorders, saltd
+from saltext_hamn.lab.spec import NODE_ADDRESSES, VIP_ADDRESS
+from saltext_hamn.utils import config, proc
+from saltext_hamn.utils.errors import HamnError
+from saltext_hamn.utils.net import vip
+from saltext_hamn.utils.pg import bootstrap, canary, connection, postmaster, replication
+
+
+def say(message):
+    print(f"[hamn-lab] {message}", flush=True)
+
+
+class Lab:
+    def __init__(self, spec, out=say):
+        self.spec = spec
+        self.say = out
+
+    # ---- state kept between commands -------------------------------------------
+    @property
+    def state_file(self):
+        return self.spec.lab_dir / "lab.json"
+
+    def _secrets(self):
+        if self.state_file.exists():
+            return json.loads(self.state_file.read_text(encoding="utf-8"))
+        state = {
+            "replication_password": pillar.new_secret(),
+            "xcat_db_password": pillar.new_secret(),
+            "major": pillar.postgres_major(),
+        }
+        fd = os.open(self.state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(state, handle)
+        return state
+
+    def node_cfg(self, node):
+        state = self._secrets()
+        return pillar.node_config(self.spec, node, state["replication_password"], state["major"])
+
+    def cluster(self, node):
+        return pillar.cluster(self.spec, node, self.node_cfg(node))
+
+    # ---- up ----------------------------------------------------------------------
+    def up(self):
+        started = time.monotonic()
+        self.say(f"bringing up lab '{self.spec.prefix}' in {self.spec.lab_dir}")
+        roles = self.up_postgres()
+        self.up_salt()
+        self.say(f"lab up in {time.monotonic() - started:.1f}s: primary {roles['primary']}, "
+                 f"standby {roles['standby']} streaming")
+        return roles
+
+    def up_postgres(self):
+        """Network, node directories, recorders and primary -> streaming standby."""
+        spec = self.spec
+        spec.lab_dir.mkdir(parents=True, exist_ok=True)
+        for path in (spec.lab_dir.parent, spec.lab_dir):
+            os.chmod(path, 0o755)  # the postgres user must reach its data dirs
+        state = self._secrets()
+        network.build(spec)
+        self.say(f"network: namespaces {', '.join(spec.namespaces)} joined by a bridge in {spec.witness_ns}")
+        for node in spec.nodes:
+            self._prepare_node_dirs(node)
+        primary = self.current_primary() or "mn1"
+        standby = next(n for n in spec.nodes if n != primary)
+        self._up_primary(primary, state)
+        self._up_standby(standby, primary)
+        pillar.write_tree(spec, state["replication_password"], state["major"])
+        return {"primary": primary, "standby": standby}
+
+    def up_salt(self):
+        """Plain salt-master in the witness, a salt-minion per node; waits for test.ping."""
+        spec = self.spec
+        saltd.write_configs(spec)
+        if saltd.start_master(spec):
+            self.say("salt-master started in the witness namespace")
+        for node in spec.nodes:
+            if saltd.start_minion(spec, node):
+                self.say(f"salt-minion {node} started in {spec.node_ns(node)}")
+        for node in spec.nodes:
+            saltd.wait_minion_ready(spec, node)
+        self._wait_ping()
+
+    def _prepare_node_dirs(self, node):
+        d = self.spec.node_dir(node)
+        pg = pwd.getpwnam("postgres")
+        d.mkdir(parents=True, exist_ok=True)
+        for sub, mode in (("run", 0o755), ("pgdata", 0o700)):
+            path = d / sub
+            path.mkdir(exist_ok=True)
+            os.chown(path, pg.pw_uid, pg.pw_gid)
+            os.chmod(path, mode)
+        log = d / "postgresql.log"
+        log.touch()
+        os.chown(log, pg.pw_uid, pg.pw_gid)
+        recorders.install(d)
+
+    def _up_primary(self, node, state):
+        cfg, cluster = self.node_cfg(node), self.cluster(node)
+        if bootstrap.initdb(cluster):
+            self.say(f"{node}: initdb {cluster.data_dir}")
+        bootstrap.write_server_files(cluster, cfg, state["major"], extra_clients=[pillar.CLIENT_ADDRESS])
+        if postmaster.start(cluster):
+            self.say(f"{node}: PostgreSQL {state['major']} started (socket dir {cluster.socket_dir})")
+        pg = cfg["postgres"]
+        peer = config.peer_of(cfg, node)
+        with connection.session(cluster) as conn:
+            replication.ensure_role(conn, pg["replication"]["user"], pg["replication"]["password"], replication=True)
+            replication.ensure_role(conn, pg["xcat_db_user"], state["xcat_db_password"])
+            replication.ensure_database(conn, pg["database"], pg["xcat_db_user"])
+            for slot_node in (peer,):
+                replication.ensure_slot(conn, config.slot_name(cfg, slot_node))
+        replication.write_pgpass(cluster, "*", pg["port"], pg["replication"]["user"], pg["replication"]["password"])
+        self.say(f"{node}: primary configured (scram-sha-256 replication role, slot {config.slot_name(cfg, peer)})")
+
+    def _up_standby(self, node, primary):
+        cfg, cluster = self.node_cfg(node), self.cluster(node)
+        pg = cfg["postgres"]
+        major = self._secrets()["major"]
+        if postmaster.has_data(cluster) and postmaster.is_running(cluster):
+            replication.wait_streaming(cluster, timeout=30)
+            return
+        if not postmaster.has_data(cluster):
+            replication.write_pgpass(cluster, "*", pg["port"], pg["replication"]["user"], pg["replication"]["password"])
+            self.say(f"{node}: pg_basebackup from {primary} ({NODE_ADDRESSES[primary]})")
+            replication.basebackup(
+                cluster, host=NODE_ADDRESSES[primary], port=pg["port"], user=pg["replication"]["user"],
+                slot=config.slot_name(cfg, node),
+            )
+            # The backup carries the primary's files; this node needs its own paths.
+            bootstrap.write_server_files(cluster, cfg, major, extra_clients=[pillar.CLIENT_ADDRESS])
+            replication.write_standby_config(
+                cluster, major, primary_host=NODE_ADDRESSES[primary], primary_port=pg["port"],
+                user=pg["replication"]["user"], slot=config.slot_name(cfg, node), application_name=node,
+            )
+        postmaster.start(cluster)
+        row = replication.wait_streaming(cluster, timeout=60)
+        self.say(f"{node}: standby streaming from {row['sender_host']} via slot {row['slot']}")
+
+    def _wait_ping(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            result = proc.run(saltd.salt_cmd(self.spec, "*", "test.ping", "--out=json", "--static", "-t", "10"),
+                              check=False, timeout=60)
+            try:
+                answers = json.loads(result.stdout or "{}")
+            except ValueError:
+                answers = {}
+            if all(answers.get(n) is True for n in self.spec.nodes):
+                self.say("minions answer: " + ", ".join(self.spec.nodes))
+                return
+            if time.monotonic() > deadline:
+                raise HamnError(f"minions did not answer test.ping within {timeout}s: {result.stdout.strip()}")
+            time.sleep(1)
+
+    # ---- queries -------------------------------------------------------------------
+    def current_primary(self):
+        """The node whose PostgreSQL runs and is not in recovery (None if none)."""
+        for node in self.spec.nodes:
+            if self._in_recovery(node) is False:
+                return node
+        return None
+
+    def _in_recovery(self, node):
+        cluster = self.cluster(node)
+        if not (postmaster.has_data(cluster) and postmaster.is_running(cluster)):
+            return None
+        with connection.session(cluster) as conn:
+            return connection.scalar(conn, "SELECT pg_is_in_recovery()")
+
+    def status(self):
+        spec, present = self.spec, netns.existing()
+        report = {"namespaces": {ns: ns in present for ns in spec.namespaces}, "nodes": {}}
+        if not spec.lab_dir.exists():
+            report["state"] = "down"
+            return report
+        report["master"] = saltd.alive(saltd.read_pid(saltd.pidfile(spec, "master")) or -1)
+        for node in spec.nodes:
+            info = {"minion": saltd.alive(saltd.read_pid(saltd.pidfile(spec, node)) or -1)}
+            try:
+                recovery = self._in_recovery(node)
+                info["postgres"] = "stopped" if recovery is None else ("standby" if recovery else "primary")
+                if recovery:
+                    with connection.session(self.cluster(node)) as conn:
+                        rows = connection.query(conn, "SELECT status, sender_host FROM pg_stat_wal_receiver")
+                        info["wal_receiver"] = rows[0][0] if rows else None
+                info["vip"] = vip.held(VIP_ADDRESS, "eth0", netns=spec.node_ns(node)) if spec.node_ns(node) in present else False
+            except (HamnError, psycopg2.Error) as exc:
+                info["error"] = str(exc)
+            report["nodes"][node] = info
+        report["state"] = "up" if all(report["namespaces"].values()) else "partial"
+        return report
+
+    # ---- canary through the VIP -------------------------------------------------------
+    def client_connect(self, host, dbname=None):
+        """Connect as the xCAT DB user from the witness namespace (a compute-node view)."""
+        cfg = self.node_cfg("mn1")
+        with netns.entered(self.spec.witness_ns):
+            conn = psycopg2.connect(
+                host=host, port=cfg["postgres"]["port"], dbname=dbname or cfg["postgres"]["database"],
+                user=cfg["postgres"]["xcat_db_user"], password=self._secrets()["xcat_db_password"],
+                connect_timeout=5,
+            )
+        conn.autocommit = True
+        return conn
+
+    def canary_through_vip(self, timeout=10):
+        primary = self.current_primary()
+        standby = next(n for n in self.spec.nodes if n != primary)
+        cfg = self.node_cfg(primary)
+        v = cfg["vip"]
+        if vip.add(v["address"], v["prefix"], v["interface"], v["label"], netns=self.spec.node_ns(primary)):
+            self.say(f"{primary}: VIP {v['address']}/{v['prefix']} up on {v['label']}")
+        conn = self.client_connect(v["address"])
+        try:
+            token = canary.write(conn)
+            self.say(f"canary row {token} written through the VIP {v['address']} on {primary}")
+            started = time.monotonic()
+            canary.wait_for(lambda: self.client_connect(NODE_ADDRESSES[standby]), token, timeout=timeout)
+            elapsed = (time.monotonic() - started) * 1000
+            self.say(f"canary row {token} read on the standby {standby} ({NODE_ADDRESSES[standby]}) after {elapsed:.0f} ms")
+            canary.remove(conn, token)
+        finally:
+            conn.close()
+        return token
+
+    # ---- down ------------------------------------------------------------------------
+    def down(self):
+        spec = self.spec
+        self.say(f"tearing down lab '{spec.prefix}'")
+        if spec.lab_dir.exists():
+            for node in spec.nodes:
+                try:
+                    cluster = self.cluster(node)
+                    if postmaster.has_data(cluster) and postmaster.is_running(cluster):
+                        postmaster.stop(cluster, mode="fast", timeout=20)
+                        self.say(f"{node}: PostgreSQL stopped")
+                except (HamnError, OSError, ValueError, RuntimeError) as exc:
+                    self.say(f"{node}: could not stop PostgreSQL cleanly ({exc}); killing")
+            daemons = [saltd.read_pid(saltd.pidfile(spec, r)) for r in ("master", *spec.nodes)]
+            saltd.terminate([p for p in daemons if p])
+        present = netns.existing()
+        leftovers = [p for ns in spec.namespaces if ns in present for p in netns.pids(ns)]
+        if leftovers:
+            self.say(f"stopping {len(leftovers)} remaining lab processes")
+            saltd.terminate(leftovers, timeout=10)
+        network.destroy(spec)
+        if spec.lab_dir.exists():
+            shutil.rmtree(spec.lab_dir)
+        self.say("lab down: namespaces, processes and directories removed")
+
+    def leftovers(self):
+        """What of this lab still exists (empty when fully down)."""
+        present = netns.existing()
+        found = [f"netns {ns}" for ns in self.spec.namespaces if ns in present]
+        if self.spec.lab_dir.exists():
+            found.append(f"dir {self.spec.lab_dir}")
+        found += [f"process {pid}: {cmd}" for pid, cmd in processes_under(self.spec.lab_dir)]
+        return found
+
+
+def processes_under(directory):
+    """Live processes whose command line or working directory is inside ``directory``.
+
+    Postgres children rename themselves, but keep the data dir as their cwd.
+    """
+    marker = str(directory)
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if not saltd.alive(int(pid)):
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmd = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if marker in cmd or cwd.startswith(marker):
+            found.append((int(pid), cmd[:120]))
+    return found

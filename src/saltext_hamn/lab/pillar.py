@@ -1,0 +1,83 @@
+"""The lab's pillar: one common ``hamn`` tree plus per-node paths.
+
+Both lab nodes share one filesystem, so each needs its own data/socket dirs; on
+real hosts the common tree alone is enough.
+"""
+
+import glob
+import os
+import secrets
+
+import yaml
+
+from saltext_hamn.lab.spec import NODE_ADDRESSES, NODE_IFACE, PREFIXLEN, VIP_ADDRESS, WITNESS_ADDRESS
+from saltext_hamn.utils import config
+from saltext_hamn.utils.pg.cluster import Cluster
+
+
+def postgres_major():
+    """Newest PostgreSQL installed under /usr/lib/postgresql."""
+    versions = sorted(int(os.path.basename(p)) for p in glob.glob("/usr/lib/postgresql/[0-9]*"))
+    if not versions:
+        raise RuntimeError("no PostgreSQL under /usr/lib/postgresql (apt-get install postgresql)")
+    return versions[-1]
+
+
+def node_postgres(spec, node):
+    d = spec.node_dir(node)
+    return {
+        "data_dir": str(d / "pgdata"),
+        "socket_dir": str(d / "run"),
+        "log_file": str(d / "postgresql.log"),
+        "passfile": str(d / "pgpass"),
+    }
+
+
+def common(spec, password, major):
+    return {
+        "nodes": {n: {"address": a, "hostname": n} for n, a in NODE_ADDRESSES.items()},
+        "initial_primary": "mn1",
+        "vip": {"address": VIP_ADDRESS, "prefix": PREFIXLEN, "interface": NODE_IFACE, "label": f"{NODE_IFACE}:0"},
+        "postgres": {"version": major, "replication": {"password": password}},
+        "preflight": {"check_install": False},
+    }
+
+
+def node_config(spec, node, password, major):
+    """The validated config a node's minion will see (common tree + its own paths)."""
+    raw = common(spec, password, major)
+    raw["postgres"].update(node_postgres(spec, node))
+    return config.load(raw)
+
+
+def cluster(spec, node, cfg):
+    pg = cfg["postgres"]
+    return Cluster(
+        bindir=pg["bindir"], data_dir=pg["data_dir"], port=pg["port"], socket_dir=pg["socket_dir"],
+        os_user=pg["os_user"], superuser=pg["superuser"], log_file=pg["log_file"],
+        passfile=pg["passfile"], wrap=("ip", "netns", "exec", spec.node_ns(node)),
+    )
+
+
+def write_tree(spec, password, major):
+    """Write top.sls, hamn.sls and hamn_<node>.sls for the lab master (mode 0600)."""
+    root = spec.lab_dir / "pillar"
+    root.mkdir(parents=True, exist_ok=True)
+    files = {
+        "top.sls": {"base": {"*": ["hamn"], **{n: [f"hamn_{n}"] for n in spec.nodes}}},
+        "hamn.sls": {"hamn": common(spec, password, major)},
+        **{f"hamn_{n}.sls": {"hamn": {"postgres": node_postgres(spec, n)}} for n in spec.nodes},
+    }
+    for name, data in files.items():
+        path = root / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(data, handle, default_flow_style=False, sort_keys=True)
+    return root
+
+
+def new_secret():
+    return secrets.token_urlsafe(18)
+
+
+CLIENT_ADDRESS = WITNESS_ADDRESS  # the lab's "compute node" client lives in the witness

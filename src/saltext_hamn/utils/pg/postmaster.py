@@ -1,0 +1,71 @@
+"""Start, stop and inspect the postmaster with pg_ctl / pg_controldata."""
+
+import os
+import re
+
+from saltext_hamn.utils import proc
+from saltext_hamn.utils.errors import HamnError
+
+PG_CTL_RUNNING = 0
+PG_CTL_NO_DATA_DIR = 4
+
+
+def has_data(cluster):
+    return os.path.isfile(os.path.join(cluster.data_dir, "PG_VERSION"))
+
+
+def is_running(cluster):
+    result = cluster.run("pg_ctl", "status", "-D", cluster.data_dir, check=False, timeout=30)
+    return result.returncode == PG_CTL_RUNNING
+
+
+def start(cluster, timeout=60):
+    """Start the server and wait until it accepts connections (idempotent)."""
+    if is_running(cluster):
+        return False
+    cluster.run(
+        "pg_ctl", "start", "-D", cluster.data_dir, "-w", "-t", str(timeout),
+        "-l", cluster.server_log, timeout=timeout + 10,
+    )
+    return True
+
+
+def stop(cluster, mode="fast", timeout=60):
+    """Stop the server cleanly; return the shutdown checkpoint LSN from pg_control.
+
+    A switchover waits until the standby has received this LSN: then nothing the old
+    primary acknowledged can be missing on the new one.
+    """
+    if mode not in ("smart", "fast", "immediate"):
+        raise HamnError(f"unknown stop mode {mode!r}")
+    if is_running(cluster):
+        cluster.run(
+            "pg_ctl", "stop", "-D", cluster.data_dir, "-m", mode, "-w", "-t", str(timeout),
+            timeout=timeout + 10,
+        )
+    return controldata(cluster).get("Latest checkpoint location")
+
+
+def controldata(cluster):
+    """pg_controldata output as a dict (e.g. 'Database cluster state')."""
+    out = cluster.run("pg_controldata", "-D", cluster.data_dir, timeout=30).stdout
+    data = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            data[key.strip()] = value.strip()
+    return data
+
+
+def timeline(cluster):
+    """Timeline recorded in pg_control (moves only after a checkpoint on a promoted node)."""
+    value = controldata(cluster).get("Latest checkpoint's TimeLineID")
+    return int(value) if value and re.fullmatch(r"\d+", value) else None
+
+
+def version(cluster):
+    out = proc.run([os.path.join(cluster.bindir, "postgres"), "--version"], timeout=30).stdout
+    match = re.search(r"(\d+)(?:\.(\d+))?", out)
+    if not match:
+        raise HamnError(f"cannot parse PostgreSQL version from {out!r}")
+    return out.strip()

@@ -1,0 +1,98 @@
+"""Replication role, slots, base backup and streaming checks."""
+
+import os
+import time
+
+import psycopg2
+from psycopg2 import sql
+from psycopg2.extensions import encrypt_password
+
+from saltext_hamn.utils import fileops
+from saltext_hamn.utils.errors import HamnError
+from saltext_hamn.utils.pg import conf, connection, postmaster
+
+
+def ensure_role(conn, user, password, *, replication=False):
+    """Create or update a login role; the password is sent as a SCRAM verifier.
+
+    The verifier is computed client-side, so the clear text never reaches the
+    server's statement log.
+    """
+    verifier = encrypt_password(password, user, conn, "scram-sha-256")
+    exists = connection.scalar(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", (user,))
+    verb = "ALTER" if exists else "CREATE"
+    attrs = "LOGIN REPLICATION" if replication else "LOGIN"
+    connection.query(
+        conn,
+        sql.SQL(verb + " ROLE {} WITH " + attrs + " PASSWORD %s").format(sql.Identifier(user)),
+        (verifier,),
+    )
+    return verb.lower() + "d"
+
+
+def ensure_database(conn, name, owner):
+    if connection.scalar(conn, "SELECT 1 FROM pg_database WHERE datname = %s", (name,)):
+        return False
+    connection.query(
+        conn, sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner))
+    )
+    return True
+
+
+def ensure_slot(conn, slot):
+    """Create the physical replication slot if missing; True when created."""
+    if connection.scalar(conn, "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)):
+        return False
+    connection.query(conn, "SELECT pg_create_physical_replication_slot(%s)", (slot,))
+    return True
+
+
+def write_pgpass(cluster, host, port, user, password):
+    fileops.write_atomic(
+        cluster.pgpass, conf.pgpass_line(host, port, user, password), owner=cluster.os_user, mode=0o600
+    )
+
+
+def basebackup(cluster, *, host, port, user, slot, timeout=3600):
+    """pg_basebackup from the primary into an empty data dir (moves an old one aside).
+
+    Returns the path the previous data dir was moved to, or None.
+    """
+    moved = None
+    if os.path.exists(cluster.data_dir) and os.listdir(cluster.data_dir):
+        if postmaster.is_running(cluster):
+            raise HamnError(f"refusing to replace {cluster.data_dir}: PostgreSQL is running on it")
+        moved = fileops.move_aside(cluster.data_dir)
+    cluster.run(
+        "pg_basebackup",
+        "-D", cluster.data_dir,
+        "-h", host, "-p", str(port), "-U", user,
+        "-X", "stream", "-S", slot, "-c", "fast", "--no-password",
+        env={"PGPASSFILE": cluster.pgpass},
+        timeout=timeout,
+    )
+    return moved
+
+
+def write_standby_config(cluster, major, **kwargs):
+    for path, text in conf.standby_files(cluster, major, **kwargs).items():
+        fileops.write_atomic(path, text, owner=cluster.os_user, mode=0o600)
+
+
+def wait_streaming(cluster, timeout=60):
+    """Wait until this standby's WAL receiver is streaming; return its row."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with connection.session(cluster) as conn:
+                rows = connection.query(
+                    conn, "SELECT status, sender_host, slot_name FROM pg_stat_wal_receiver"
+                )
+            if rows and rows[0][0] == "streaming":
+                return {"status": rows[0][0], "sender_host": rows[0][1], "slot": rows[0][2]}
+            last = rows[0][0] if rows else "no WAL receiver"
+        except (HamnError, psycopg2.Error) as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise HamnError(f"standby at {cluster.data_dir} not streaming after {timeout}s (last: {last})")
