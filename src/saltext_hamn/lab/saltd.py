@@ -43,7 +43,6 @@ def write_configs(spec):
         "pillar_roots": {"base": [str(spec.lab_dir / "pillar")]},
         # Lab only: the two minions are ours. A real master accepts keys by hand.
         "auto_accept": True,
-        "log_file": str(salt_dir / "master.log"),
         "log_level_logfile": "info",
     })
     for node in spec.nodes:
@@ -52,11 +51,16 @@ def write_configs(spec):
             "master": WITNESS_ADDRESS,
             "root_dir": str(salt_dir / node),
             "user": "root",
-            "log_file": str(salt_dir / f"{node}.log"),
             "log_level_logfile": "info",
             "acceptance_wait_time": 1,
             "random_reauth_delay": 0,
         })
+
+
+def log_path(spec, role):
+    """Salt prefixes absolute paths with root_dir, so logs stay at their defaults."""
+    name = "master" if role == "master" else "minion"
+    return spec.lab_dir / "salt" / role / "var" / "log" / "salt" / name
 
 
 def minion_env(spec, node):
@@ -97,16 +101,13 @@ def start_master(spec):
 def start_minion(spec, node):
     if alive(read_pid(pidfile(spec, node)) or -1):
         return False
-    log = spec.lab_dir / "salt" / f"{node}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.touch()
     proc.run(["ip", "netns", "exec", spec.node_ns(node), salt_bin("salt-minion"),
               "-c", str(minion_conf_dir(spec, node)), "-d"], env=minion_env(spec, node), timeout=60)
     return True
 
 
 def wait_minion_ready(spec, node, timeout=90):
-    log = spec.lab_dir / "salt" / f"{node}.log"
+    log = log_path(spec, node)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if log.exists() and READY_LINE in log.read_text(encoding="utf-8", errors="replace"):
@@ -122,7 +123,7 @@ def salt_cmd(spec, *args, runner=False):
 
 def terminate(pids, timeout=15):
     """SIGTERM, wait, then SIGKILL whatever is left."""
-    pids = [p for p in pids if alive(p)]
+    pids = [p for p in pids if p != os.getpid() and alive(p)]
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)
