@@ -8,6 +8,7 @@ namespace. At the end every namespace, process and directory of the run is remov
 and the run fails if a test or fixture left any of them behind.
 """
 
+import logging
 import os
 import shutil
 
@@ -73,6 +74,9 @@ def pytest_sessionfinish(session):
 
 
 def pytest_unconfigure(config):
+    # Salt's deferred stderr handler flushes at exit into pytest's closed capture
+    # stream; without this every run ends in "--- Logging error ---" noise.
+    logging.raiseExceptions = False
     home = getattr(config, "hamn_home_netns", None)
     if home is not None:
         netns.leave(home)

@@ -47,7 +47,11 @@ def include_lines():
 
 
 def conninfo_value(value):
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """libpq quoting, only where needed (keeps postgresql.conf lines readable)."""
+    text = str(value)
+    if text and not any(c in text for c in " '\\\t\n"):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def conninfo(**params):

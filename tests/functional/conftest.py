@@ -1,0 +1,87 @@
+"""Real PostgreSQL clusters in temporary directories (unix sockets, own ports)."""
+
+import itertools
+import os
+import pwd
+import shutil
+import uuid
+
+import pytest
+
+from saltext_hamn.utils import config
+from saltext_hamn.utils.pg import postmaster
+from saltext_hamn.utils.pg.cluster import Cluster
+
+pytestmark = [pytest.mark.root, pytest.mark.postgres]
+_ports = itertools.count(55432)
+PASSWORD = "Repl-Pw-Functional-7"
+
+
+def pg_major():
+    from saltext_hamn.lab.pillar import postgres_major
+
+    return postgres_major()
+
+
+@pytest.fixture
+def workdir(lab_spec):
+    """A directory the postgres user can traverse; removed (with its clusters) afterwards."""
+    path = lab_spec.lab_dir / f"func-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True)
+    for p in (lab_spec.lab_dir, path):
+        os.chmod(p, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def make_cluster(workdir, name):
+    """A Cluster with its own data dir, socket dir and port (nothing started)."""
+    pg = pwd.getpwnam("postgres")
+    base = workdir / name
+    for sub, mode in (("", 0o755), ("run", 0o755), ("data", 0o700)):
+        path = base / sub if sub else base
+        path.mkdir(exist_ok=True)
+        os.chown(path, pg.pw_uid, pg.pw_gid)
+        os.chmod(path, mode)
+    major = pg_major()
+    return Cluster(
+        bindir=f"/usr/lib/postgresql/{major}/bin",
+        data_dir=str(base / "data"),
+        port=next(_ports),
+        socket_dir=str(base / "run"),
+        log_file=str(base / "postgresql.log"),
+        passfile=str(base / "pgpass"),
+    )
+
+
+def cfg_for(cluster, mode="async"):
+    """A validated hamn config describing ``cluster`` (unix-socket only: no TCP listener)."""
+    return config.load({
+        "nodes": {"mn1": {"address": "198.51.100.11"}, "mn2": {"address": "198.51.100.12"}},
+        "initial_primary": "mn1",
+        "vip": {"address": "198.51.100.10"},
+        "postgres": {
+            "version": pg_major(),
+            "data_dir": cluster.data_dir,
+            "socket_dir": cluster.socket_dir,
+            "port": cluster.port,
+            "listen_addresses": "localhost",
+            "replication": {"password": PASSWORD, "mode": mode},
+        },
+    })
+
+
+@pytest.fixture
+def clusters(workdir):
+    """Factory of clusters; every one made is stopped at teardown."""
+    made = []
+
+    def factory(name):
+        cluster = make_cluster(workdir, name)
+        made.append(cluster)
+        return cluster
+
+    yield factory
+    for cluster in made:
+        if postmaster.has_data(cluster) and postmaster.is_running(cluster):
+            postmaster.stop(cluster, mode="immediate")
