@@ -63,6 +63,7 @@ def pytest_sessionfinish(session):
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         message = "hamn: the test run left these behind (a fixture does not clean up): " + "; ".join(leaks)
         if reporter:
+            reporter.write("\n")
             reporter.write_line(message, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     terminate([pid for pid, _ in processes_under(spec.lab_dir)])

@@ -1,5 +1,5 @@
-# saltext-hamn SLS tree. Orchestrations (setup, switchover, failover, rejoin) and
-# the file-sync state land here; this file only checks the pillar for now.
-hamn-pillar-valid:
-  module.run:
-    - hamn.config: []
+# saltext-hamn SLS tree (the master's file_roots points at states/).
+# Orchestrations (setup, switchover, failover, rejoin) and the file-sync state are
+# added here as they land; applying `hamn` checks this node's pillar.
+hamn-pillar:
+  hamn.pillar_valid
