@@ -4,16 +4,12 @@ Everything is created inside namespaces this module makes; the root namespace ge
 nothing (the bridge lives in the witness namespace).
 """
 
-import contextlib
-import ctypes
 import os
 import socket
 import time
 
 from saltext_hamn.utils import proc
-
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from saltext_hamn.utils.net.nsenter import entered, setns  # noqa: F401  (re-exported)
 
 
 def ip(*args, check=True):
@@ -49,40 +45,19 @@ def sysctl(name, key, value):
     proc.run(["ip", "netns", "exec", name, "sysctl", "-qw", f"{key}={value}"], timeout=30)
 
 
-def _setns(fd):
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-@contextlib.contextmanager
-def entered(name):
-    """Run the calling thread inside namespace ``name`` for the block.
-
-    Sockets opened inside keep living in that namespace afterwards.
-    """
-    with open("/proc/thread-self/ns/net", "rb") as home:
-        with open(f"/run/netns/{name}", "rb") as target:
-            _setns(target.fileno())
-        try:
-            yield
-        finally:
-            _setns(home.fileno())
-
-
 def enter_for_good(name):
     """Move the calling thread into ``name`` and return an fd to come back with."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
     try:
-        _setns(fd)
+        setns(fd)
     finally:
         os.close(fd)
     return home
 
 
 def leave(home_fd):
-    _setns(home_fd)
+    setns(home_fd)
     os.close(home_fd)
 
 
