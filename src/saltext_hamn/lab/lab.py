@@ -109,13 +109,14 @@ class Lab:
         cfg, cluster = self.node_cfg(node), self.cluster(node)
         if bootstrap.initdb(cluster):
             self.say(f"{node}: initdb {cluster.data_dir}")
-        bootstrap.write_server_files(cluster, cfg, state["major"], extra_clients=[pillar.CLIENT_ADDRESS])
+        bootstrap.write_server_files(cluster, cfg, state["major"])
         if postmaster.start(cluster):
             self.say(f"{node}: PostgreSQL {state['major']} started (socket dir {cluster.socket_dir})")
         pg = cfg["postgres"]
         peer = config.peer_of(cfg, node)
         with connection.session(cluster) as conn:
             replication.ensure_role(conn, pg["replication"]["user"], pg["replication"]["password"], replication=True)
+            replication.grant_rewind(conn, pg["replication"]["user"])
             replication.ensure_role(conn, pg["xcat_db_user"], state["xcat_db_password"])
             replication.ensure_database(conn, pg["database"], pg["xcat_db_user"])
             for slot_node in (peer,):
@@ -138,7 +139,7 @@ class Lab:
                 slot=config.slot_name(cfg, node),
             )
             # The backup carries the primary's files; this node needs its own paths.
-            bootstrap.write_server_files(cluster, cfg, major, extra_clients=[pillar.CLIENT_ADDRESS])
+            bootstrap.write_server_files(cluster, cfg, major)
             replication.write_standby_config(
                 cluster, major, primary_host=NODE_ADDRESSES[primary], primary_port=pg["port"],
                 user=pg["replication"]["user"], slot=config.slot_name(cfg, node), application_name=node,

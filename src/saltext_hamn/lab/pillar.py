@@ -38,7 +38,8 @@ def common(spec, password, major):
         "nodes": {n: {"address": a, "hostname": n} for n, a in NODE_ADDRESSES.items()},
         "initial_primary": "mn1",
         "vip": {"address": VIP_ADDRESS, "prefix": PREFIXLEN, "interface": NODE_IFACE, "label": f"{NODE_IFACE}:0"},
-        "postgres": {"version": major, "replication": {"password": password}},
+        # The witness plays the compute-node/service-node client of the xCAT DB.
+        "postgres": {"version": major, "db_clients": [WITNESS_ADDRESS], "replication": {"password": password}},
         "preflight": {"check_install": False},
     }
 
@@ -79,5 +80,3 @@ def write_tree(spec, password, major):
 def new_secret():
     return secrets.token_urlsafe(18)
 
-
-CLIENT_ADDRESS = WITNESS_ADDRESS  # the lab's "compute node" client lives in the witness

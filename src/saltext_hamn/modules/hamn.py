@@ -6,6 +6,9 @@ which orchestrate's onfail/failhard see); bad arguments raise SaltInvocationErro
 """
 
 import copy
+import time
+
+from salt.exceptions import SaltInvocationError
 
 import saltext_hamn
 from saltext_hamn.utils import config as hamn_config
@@ -13,6 +16,9 @@ from saltext_hamn.utils import config as hamn_config
 try:
     import psycopg2  # noqa: F401
     import pyroute2  # noqa: F401
+
+    from saltext_hamn.utils.pg import canary, cluster as pg_cluster, postmaster
+    from saltext_hamn.utils.pg import promote as pg_promote, rewind as pg_rewind, standby, status as pg_status
 
     _MISSING = None
 except ImportError as exc:  # pragma: no cover - depends on the host
@@ -29,8 +35,25 @@ def __virtual__():
     return __virtualname__
 
 
+# pylint: disable=undefined-variable
 def _cfg():
-    return hamn_config.load(__pillar__.get("hamn"))  # pylint: disable=undefined-variable
+    return hamn_config.load(__pillar__.get("hamn"))
+
+
+def _me(cfg):
+    me = __opts__["id"]
+    if me not in cfg["nodes"]:
+        raise SaltInvocationError(
+            f"hamn:nodes: this minion ({me}) is not one of the configured nodes ({', '.join(sorted(cfg['nodes']))})"
+        )
+    return me
+
+
+def _local(cfg):
+    return pg_cluster.from_config(cfg)
+
+
+# pylint: enable=undefined-variable
 
 
 def config():
@@ -62,3 +85,187 @@ def version():
         salt '*' hamn.version
     """
     return saltext_hamn.__version__
+
+
+def status():
+    """
+    This node's role and replication state: role (primary/standby/stopped/unknown),
+    running, in recovery, timeline, current/received/replayed LSN, lag in bytes and
+    seconds, connected standbys, slots, whether it holds the VIP, maintenance flag.
+
+    Cheap and read-only: safe to call every second.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' hamn.status
+    """
+    started = time.monotonic()
+    cfg = _cfg()
+    me = _me(cfg)
+    info = pg_status.collect(_local(cfg))
+    info.update(node=me, peer=hamn_config.peer_of(cfg, me), maintenance=cfg["maintenance"],
+                vip=_vip_held(cfg), time=time.time())
+    info["seconds"] = round(time.monotonic() - started, 3)
+    return info
+
+
+def _vip_held(cfg):
+    from saltext_hamn.utils.net import vip  # pylint: disable=import-outside-toplevel
+
+    try:
+        return vip.held(cfg["vip"]["address"], cfg["vip"]["interface"])
+    except Exception:  # pylint: disable=broad-except
+        return None  # status never fails for the VIP; vip_status says why
+
+
+def promote(force=False, primary_lsn=None, timeout=60):
+    """
+    Promote the local standby to primary.
+
+    Refuses when the standby lags more than ``hamn:lag_limit`` (bytes or seconds)
+    unless ``force=True``. ``primary_lsn`` is the primary's last known WAL position
+    (from the orchestration); with it the lag is what a promotion would lose.
+    Checkpoints after promotion so the new timeline is in pg_control, and creates
+    the replication slot for the peer. Idempotent on a primary.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn2 hamn.promote
+        salt mn2 hamn.promote primary_lsn=0/3000148
+        salt mn2 hamn.promote force=True
+    """
+    cfg = _cfg()
+    return pg_promote.promote(_local(cfg), cfg, _me(cfg), force=_bool(force, "force"),
+                              primary_lsn=primary_lsn, timeout=_seconds(timeout, "timeout"))
+
+
+def stop_db(mode="fast", timeout=60):
+    """
+    Stop PostgreSQL cleanly and return the shutdown checkpoint LSN (from pg_control),
+    so a switchover can wait until the standby has received it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn1 hamn.stop_db
+        salt mn1 hamn.stop_db mode=smart
+    """
+    if mode not in ("smart", "fast", "immediate"):
+        raise SaltInvocationError(f"mode: expected smart, fast or immediate, got {mode!r}")
+    cfg = _cfg()
+    return pg_promote.stop(_local(cfg), mode=mode, timeout=_seconds(timeout, "timeout"))
+
+
+def demote(timeout=60):
+    """
+    Take this primary out of service for a switchover: a fast, clean stop that
+    returns the shutdown checkpoint LSN. Rejoin it afterwards with ``hamn.rewind``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn1 hamn.demote
+    """
+    return stop_db(mode="fast", timeout=timeout)
+
+
+def start_db(timeout=60):
+    """
+    Start PostgreSQL (idempotent) and return this node's status.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn1 hamn.start_db
+    """
+    cfg = _cfg()
+    cluster = _local(cfg)
+    changed = postmaster.start(cluster, timeout=_seconds(timeout, "timeout"))
+    return {"changed": changed, **pg_status.collect(cluster)}
+
+
+def wait_for_lsn(lsn, timeout=60, replayed=False):
+    """
+    On the standby, wait until ``lsn`` has been received (or replayed, with
+    ``replayed=True``); raise after ``timeout`` seconds.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn2 hamn.wait_for_lsn 0/3000148 timeout=30
+    """
+    cfg = _cfg()
+    return pg_promote.wait_for_lsn(_local(cfg), str(lsn), timeout=_seconds(timeout, "timeout"),
+                                   replayed=_bool(replayed, "replayed"))
+
+
+def basebackup(force=False, timeout=3600):
+    """
+    Make this node a standby of the peer from a fresh base backup: the existing
+    data directory is moved aside with a timestamp (never deleted), pg_basebackup
+    streams from the peer through this node's replication slot, the standby config
+    is written, PostgreSQL started, and the call returns once it streams.
+    Refuses on a running primary unless ``force=True``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn1 hamn.basebackup
+    """
+    cfg = _cfg()
+    return standby.rebuild(_local(cfg), cfg, _me(cfg), cfg["postgres"]["version"],
+                           force=_bool(force, "force"), timeout=_seconds(timeout, "timeout"))
+
+
+def rewind(fallback=False, timeout=3600):
+    """
+    Rejoin this former primary as standby of the peer with pg_rewind, keeping this
+    node's own configuration files; then standby config, start, wait for streaming
+    on the primary's timeline. With ``fallback=True`` a node that cannot be
+    rewound is rebuilt with ``hamn.basebackup`` instead.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn1 hamn.rewind fallback=True
+    """
+    cfg = _cfg()
+    return pg_rewind.rewind(_local(cfg), cfg, _me(cfg), cfg["postgres"]["version"],
+                            fallback=_bool(fallback, "fallback"), timeout=_seconds(timeout, "timeout"))
+
+
+def verify_replication(timeout=10):
+    """
+    Write a canary row on this primary, wait until the standby shows it, remove it
+    and wait until it is gone there too (the seed's mkdef/lsdef testnode check).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn1 hamn.verify_replication
+    """
+    cfg = _cfg()
+    return canary.verify(_local(cfg), cfg, _me(cfg), timeout=_seconds(timeout, "timeout"))
+
+
+def _bool(value, name):
+    if isinstance(value, bool):
+        return value
+    raise SaltInvocationError(f"{name}: expected True or False, got {value!r}")
+
+
+def _seconds(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise SaltInvocationError(f"{name}: expected a positive number of seconds, got {value!r}")
+    return value

@@ -48,6 +48,8 @@ DEFAULTS = {
         "superuser": "postgres",
         "database": "xcatdb",
         "xcat_db_user": "xcatadm",
+        # Other hosts (service nodes) allowed to reach the xCAT database (pg_hba, scram).
+        "db_clients": [],
         "listen_addresses": "*",
         "service": None,  # None: managed with pg_ctl
         "auto_rebuild": False,
@@ -295,6 +297,18 @@ class IPv4(_Check):
         return str(address)
 
 
+class IPv4Net(_Check):
+    """An IPv4 address or network ('198.51.100.0/24'); returned as a CIDR string."""
+
+    expected = "an IPv4 address or network such as 198.51.100.0/24"
+
+    def check(self, value, path):
+        try:
+            return str(ipaddress.IPv4Network(value, strict=True)) if isinstance(value, str) else self.fail(path, value)
+        except ValueError:
+            return self.fail(path, value)
+
+
 class Size(_Check):
     """Bytes as an int, or a PostgreSQL size string ('512kB', '16MB', '1GB'; 1024-based)."""
 
@@ -474,6 +488,7 @@ SCHEMA = {
         "superuser": _PG_NAME,
         "database": _PG_NAME,
         "xcat_db_user": _PG_NAME,
+        "db_clients": ListOf(IPv4Net(), unique=True),
         "listen_addresses": Str(),
         "service": Str(pattern=_UNIT, what="a systemd unit name", nullable=True),
         "auto_rebuild": Bool(),

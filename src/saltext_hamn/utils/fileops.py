@@ -49,3 +49,9 @@ def move_aside(path, stamp=None):
         suffix += 1
     os.rename(path, target)
     return target
+
+
+def ensure_private_dir(path, owner):
+    """``path`` exists as a 0700 directory owned by ``owner``."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    _chown_chmod(path, owner, 0o700)

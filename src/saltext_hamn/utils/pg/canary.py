@@ -4,9 +4,11 @@ import time
 import uuid
 
 import psycopg2
+import psycopg2.errors
+from psycopg2 import sql
 
 from saltext_hamn.utils.errors import HamnError
-from saltext_hamn.utils.pg import connection
+from saltext_hamn.utils.pg import connection, standby
 
 TABLE = "hamn_canary"
 
@@ -47,3 +49,28 @@ def wait_for(connect, token, timeout=10, gone=False):
 
 def remove(conn, token):
     connection.query(conn, f"DELETE FROM {TABLE} WHERE token = %s", (token,))
+
+
+def verify(cluster, cfg, me, timeout=10):
+    """The seed's check end to end: write on this primary, read on the peer, remove.
+
+    Runs on the primary; reads the standby over TCP as the replication role.
+    """
+    host, port, user = standby.peer_endpoint(cfg, me)
+    standby.prepare_access(cluster, cfg)
+    with connection.session(cluster) as conn:
+        if connection.scalar(conn, "SELECT pg_is_in_recovery()"):
+            raise HamnError("this node is a standby; run verify_replication on the primary")
+        token = write(conn)
+        connection.query(conn, sql.SQL(f"GRANT SELECT ON {TABLE} TO {{}}").format(sql.Identifier(user)))
+        started = time.monotonic()
+
+        def peer():
+            return connection.connect_peer(host, port, user, cluster.pgpass)
+
+        seen = wait_for(peer, token, timeout=timeout) - started
+        remove(conn, token)
+        removed = time.monotonic()
+        gone = wait_for(peer, token, timeout=timeout, gone=True) - removed
+    return {"token": token, "standby": host, "visible_after_ms": round(seen * 1000, 1),
+            "removed_after_ms": round(gone * 1000, 1)}

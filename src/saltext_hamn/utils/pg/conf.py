@@ -96,11 +96,18 @@ def hba_lines(cfg, extra_client_addresses=()):
     lines = [
         f"local   all          {pg['superuser']:<12} peer map={IDENT_MAP}",
         f"local   replication  {repl_user:<12} scram-sha-256",
+        f"local   postgres     {repl_user:<12} scram-sha-256",
     ]
     for addr in addresses:
         lines.append(f"host    replication  {repl_user:<12} {addr}/32  scram-sha-256")
-    for addr in [*addresses, *extra_client_addresses]:
-        lines.append(f"host    {pg['database']:<12} {pg['xcat_db_user']:<12} {addr}/32  scram-sha-256")
+    # pg_rewind and the replication canary need a plain connection to the peer.
+    for addr in addresses[:-1]:
+        lines.append(f"host    postgres     {repl_user:<12} {addr}/32  scram-sha-256")
+    clients = [f"{a}/32" for a in addresses] + [
+        c if "/" in c else f"{c}/32" for c in [*pg.get("db_clients", []), *extra_client_addresses]
+    ]
+    for client in clients:
+        lines.append(f"host    {pg['database']:<12} {pg['xcat_db_user']:<12} {client:<18} scram-sha-256")
     return "\n".join(lines) + "\n"
 
 
@@ -145,4 +152,5 @@ def pgpass_line(host, port, user, password):
     def esc(value):
         return str(value).replace("\\", "\\\\").replace(":", "\\:")
 
-    return f"{esc(host)}:{port}:replication:{esc(user)}:{esc(password)}\n"
+    # "*" database: the same entry serves replication and pg_rewind/canary connections.
+    return f"{esc(host)}:{port}:*:{esc(user)}:{esc(password)}\n"

@@ -41,3 +41,25 @@ def query(conn, sql, params=None):
 def scalar(conn, sql, params=None):
     rows = query(conn, sql, params)
     return rows[0][0] if rows else None
+
+
+def connect_peer(host, port, user, passfile, dbname="postgres", timeout=5, physical=False):
+    """Connect to the other node with the replication role (password from ``passfile``).
+
+    ``physical=True`` opens a replication-protocol connection (slot management).
+    """
+    kwargs = {}
+    if physical:
+        from psycopg2.extras import PhysicalReplicationConnection  # pylint: disable=import-outside-toplevel
+
+        kwargs["connection_factory"] = PhysicalReplicationConnection
+    try:
+        conn = psycopg2.connect(
+            host=host, port=port, user=user, dbname=dbname, passfile=passfile,
+            connect_timeout=timeout, application_name="saltext-hamn", **kwargs,
+        )
+    except psycopg2.Error as exc:
+        raise HamnError(f"cannot connect to the peer's PostgreSQL at {host}:{port} as {user}: {str(exc).strip()}") from exc
+    if not physical:
+        conn.autocommit = True
+    return conn

@@ -4,6 +4,7 @@ import os
 import time
 
 import psycopg2
+import psycopg2.errors
 from psycopg2 import sql
 from psycopg2.extensions import encrypt_password
 
@@ -28,6 +29,33 @@ def ensure_role(conn, user, password, *, replication=False):
         (verifier,),
     )
     return verb.lower() + "d"
+
+
+# What pg_rewind needs on the source server, granted instead of superuser.
+REWIND_FUNCTIONS = (
+    "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+    "pg_catalog.pg_stat_file(text, boolean)",
+    "pg_catalog.pg_read_binary_file(text)",
+    "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+)
+
+
+def grant_rewind(conn, user):
+    for function in REWIND_FUNCTIONS:
+        connection.query(conn, sql.SQL("GRANT EXECUTE ON FUNCTION " + function + " TO {}").format(sql.Identifier(user)))
+
+
+def ensure_peer_slot(host, port, user, passfile, slot):
+    """Create ``slot`` on the peer over the replication protocol; True when created."""
+    conn = connection.connect_peer(host, port, user, passfile, physical=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE_REPLICATION_SLOT {sql.Identifier(slot).as_string(conn)} PHYSICAL RESERVE_WAL")
+        return True
+    except psycopg2.errors.DuplicateObject:
+        return False
+    finally:
+        conn.close()
 
 
 def ensure_database(conn, name, owner):
@@ -63,6 +91,8 @@ def basebackup(cluster, *, host, port, user, slot, timeout=3600):
         if postmaster.is_running(cluster):
             raise HamnError(f"refusing to replace {cluster.data_dir}: PostgreSQL is running on it")
         moved = fileops.move_aside(cluster.data_dir)
+    # pg_basebackup runs as the OS user, which may not create dirs in the parent.
+    fileops.ensure_private_dir(cluster.data_dir, cluster.os_user)
     cluster.run(
         "pg_basebackup",
         "-D", cluster.data_dir,

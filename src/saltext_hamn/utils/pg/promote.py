@@ -1,0 +1,97 @@
+"""Promote the local standby: lag guard, pg_promote, checkpoint, new timeline."""
+
+import time
+
+from saltext_hamn.utils import config, fileops
+from saltext_hamn.utils.errors import HamnError
+from saltext_hamn.utils.pg import conf, connection, lsn, postmaster, replication, status
+
+
+def measure_lag(info, primary_lsn=None):
+    """(lag_bytes, lag_seconds) a promotion would accept.
+
+    With ``primary_lsn`` (the primary's last known position, e.g. from the master's
+    last status) the bytes are WAL the primary had that this node never received,
+    i.e. what a promotion would lose. Without it the node can only judge what it
+    holds: received-but-unreplayed WAL, and how long ago the primary last spoke
+    (None when no WAL receiver is running: unknown, reported, not refused).
+    """
+    receiver = info.get("wal_receiver") or {}
+    if primary_lsn is not None:
+        lag_bytes = lsn.lag(primary_lsn, info["received_lsn"] or "0/0")
+        seconds = 0.0 if lag_bytes == 0 else receiver.get("last_msg_seconds", info.get("lag_seconds"))
+        return lag_bytes, seconds
+    return info.get("lag_bytes") or 0, receiver.get("last_msg_seconds")
+
+
+def check_lag(cfg, info, primary_lsn=None, force=False):
+    lag_bytes, lag_seconds = measure_lag(info, primary_lsn)
+    limit = cfg["lag_limit"]
+    too_far = []
+    if lag_bytes > limit["bytes"]:
+        too_far.append(f"{lag_bytes} bytes behind (limit {limit['bytes']})")
+    if lag_seconds is not None and lag_seconds > limit["seconds"]:
+        too_far.append(f"{lag_seconds:.1f}s since the primary last sent WAL (limit {limit['seconds']:g}s)")
+    if too_far and not force:
+        raise HamnError(
+            "refusing to promote: this standby is " + " and ".join(too_far)
+            + "; promoting could lose committed transactions. Re-run with force=True to accept that."
+        )
+    return {"lag_bytes": lag_bytes, "lag_seconds": lag_seconds, "forced": bool(too_far and force)}
+
+
+def promote(cluster, cfg, me, *, force=False, primary_lsn=None, timeout=60):
+    started = time.monotonic()
+    info = status.collect(cluster)
+    if info["role"] == "primary":
+        return {"changed": False, "comment": "already primary", "timeline": info["timeline"],
+                "lsn": info["current_lsn"]}
+    if not info["running"]:
+        raise HamnError("PostgreSQL is not running here; start it (hamn.start_db) before promoting")
+    lag = check_lag(cfg, info, primary_lsn, force)
+    peer_slot = config.slot_name(cfg, config.peer_of(cfg, me))
+    with connection.session(cluster) as conn:
+        old_tli = connection.scalar(conn, "SELECT timeline_id FROM pg_control_checkpoint()")
+        if not connection.scalar(conn, "SELECT pg_promote(true, %s)", (int(timeout),)):
+            raise HamnError(f"pg_promote did not finish within {timeout}s")
+        # pg_control keeps the old timeline until a checkpoint; pg_rewind against it
+        # would wrongly conclude that no rewind is needed.
+        connection.query(conn, "CHECKPOINT")
+        new_tli = connection.scalar(conn, "SELECT timeline_id FROM pg_control_checkpoint()")
+        if new_tli <= old_tli:
+            raise HamnError(f"promotion finished but the timeline did not advance ({old_tli} -> {new_tli})")
+        current = connection.scalar(conn, "SELECT pg_current_wal_lsn()::text")
+        # Keep WAL for the old primary from now on, so it can rejoin as standby.
+        replication.ensure_slot(conn, peer_slot)
+    fileops.write_atomic(
+        f"{cluster.conf_dir}/{conf.STANDBY_FILE}",
+        conf.render_settings({}, header=f"primary since promotion at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}"),
+        owner=cluster.os_user, mode=0o600,
+    )
+    return {"changed": True, "timeline": new_tli, "previous_timeline": old_tli, "lsn": current,
+            "peer_slot": peer_slot, "seconds": round(time.monotonic() - started, 3), **lag}
+
+
+def stop(cluster, mode="fast", timeout=60):
+    was_running = postmaster.is_running(cluster)
+    checkpoint = postmaster.stop(cluster, mode=mode, timeout=timeout)
+    return {"changed": was_running, "was_running": was_running, "lsn": checkpoint,
+            "state": postmaster.controldata(cluster).get("Database cluster state")}
+
+
+def wait_for_lsn(cluster, target, timeout=60, replayed=False):
+    """Wait until this standby has received (or replayed) ``target``."""
+    lsn.parse(target)
+    key = "replayed_lsn" if replayed else "received_lsn"
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    while True:
+        info = status.collect(cluster)
+        if info["role"] == "primary":
+            raise HamnError("this node is a primary; wait_for_lsn is for a standby")
+        if lsn.at_least(info.get(key), target):
+            return {"reached": True, key: info[key], "target": target,
+                    "seconds": round(time.monotonic() - started, 3)}
+        if time.monotonic() >= deadline:
+            raise HamnError(f"standby {key.split('_')[0]} {info.get(key)} has not reached {target} after {timeout}s")
+        time.sleep(0.05)

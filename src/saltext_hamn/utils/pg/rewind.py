@@ -1,0 +1,110 @@
+"""Rejoin a former primary as standby with pg_rewind (base backup as fallback).
+
+The failure this guards against above all: a rejoin that reports success while the
+node still holds diverged data. pg_rewind right after a promotion can say "no
+rewind required" because the new primary's pg_control still shows the old
+timeline; so the source's pg_control must show the timeline it writes on before we
+run it, and the node must stream on that timeline afterwards.
+"""
+
+import os
+import time
+
+from saltext_hamn.utils import config, fileops
+from saltext_hamn.utils.errors import CommandFailed, HamnError
+from saltext_hamn.utils.pg import conf, postmaster, replication, standby, status
+
+# Files pg_rewind would overwrite with the source's copies; this node keeps its own.
+OWN_FILES = ("postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf",
+             conf.SETTINGS_FILE, conf.STANDBY_FILE)
+
+
+def rewind_capable(cluster):
+    """(bool, reason): wal_log_hints or data checksums are on in pg_control."""
+    data = postmaster.controldata(cluster)
+    hints = data.get("wal_log_hints setting") == "on"
+    checksums = data.get("Data page checksum version", "0") != "0"
+    if hints or checksums:
+        return True, "wal_log_hints on" if hints else "data checksums on"
+    return False, "neither wal_log_hints nor data checksums are on: pg_rewind cannot be used"
+
+
+def already_following(info, host, peer_tli):
+    receiver = info.get("wal_receiver") or {}
+    return (info["role"] == "standby" and receiver.get("status") == "streaming"
+            and receiver.get("sender_host") == host and info.get("timeline") == peer_tli)
+
+
+def _save_own_files(cluster):
+    saved = {}
+    for name in OWN_FILES:
+        path = os.path.join(cluster.data_dir, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                saved[path] = (handle.read(), os.stat(path).st_mode & 0o777)
+    return saved
+
+
+def _restore_own_files(cluster, saved):
+    for path, (text, mode) in saved.items():
+        fileops.write_atomic(path, text, owner=cluster.os_user, mode=mode)
+
+
+def rewind(cluster, cfg, me, major, *, fallback=False, timeout=3600):
+    started = time.monotonic()
+    host, port, user = standby.peer_endpoint(cfg, me)
+    standby.prepare_access(cluster, cfg)
+    peer = standby.require_peer_primary(cluster, cfg, me)
+    info = status.collect(cluster)
+    if already_following(info, host, peer["timeline"]):
+        return {"changed": False, "comment": f"already streaming from {host} on timeline {peer['timeline']}"}
+    if not postmaster.has_data(cluster):
+        return _fallback(cluster, cfg, me, major, fallback, timeout, started, "no data directory to rewind")
+    capable, why = rewind_capable(cluster)
+    if not capable:
+        return _fallback(cluster, cfg, me, major, fallback, timeout, started, why)
+    if peer["control_timeline"] != peer["timeline"]:
+        raise HamnError(
+            f"the primary writes on timeline {peer['timeline']} but its pg_control still says "
+            f"{peer['control_timeline']}: its promotion was not checkpointed. Refusing: pg_rewind would "
+            "report 'no rewind required' and leave diverged data behind. Run CHECKPOINT on the primary."
+        )
+    if info["running"]:
+        postmaster.stop(cluster, mode="fast")
+    local_tli = postmaster.timeline(cluster)
+    if local_tli == peer["timeline"]:
+        # Same timeline as a primary that was promoted before us: nothing diverged,
+        # the node is only behind; streaming catches it up.
+        row = standby.configure_and_start(cluster, cfg, me, major)
+        return {"changed": True, "method": "restart as standby (same timeline, no rewind needed)",
+                "streaming": row, "timeline": local_tli, "seconds": round(time.monotonic() - started, 3)}
+    replication.ensure_peer_slot(host, port, user, cluster.pgpass, config.slot_name(cfg, me))
+    saved = _save_own_files(cluster)
+    source = conf.conninfo(host=host, port=port, user=user, dbname="postgres", passfile=cluster.pgpass,
+                           connect_timeout=10)
+    try:
+        result = cluster.run("pg_rewind", "-D", cluster.data_dir, f"--source-server={source}",
+                             timeout=timeout)
+    except CommandFailed as exc:
+        _restore_own_files(cluster, saved)
+        return _fallback(cluster, cfg, me, major, fallback, timeout, started, f"pg_rewind failed: {exc}")
+    _restore_own_files(cluster, saved)
+    row = standby.configure_and_start(cluster, cfg, me, major)
+    after = status.collect(cluster)
+    if after.get("timeline") != peer["timeline"]:
+        raise HamnError(
+            f"after pg_rewind this node streams on timeline {after.get('timeline')}, not the primary's "
+            f"{peer['timeline']}; it may hold diverged data. Rebuild it with hamn.basebackup."
+        )
+    return {"changed": True, "method": "pg_rewind", "streaming": row, "timeline": peer["timeline"],
+            "previous_timeline": local_tli, "output": result.stdout.strip().splitlines()[-3:],
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+def _fallback(cluster, cfg, me, major, fallback, timeout, started, reason):
+    if not fallback:
+        raise HamnError(f"cannot rewind: {reason}. Use fallback=True to rebuild with a base backup instead.")
+    result = standby.rebuild(cluster, cfg, me, major, force=True, timeout=timeout)
+    result["rewind_skipped"] = reason
+    result["seconds"] = round(time.monotonic() - started, 3)
+    return result
