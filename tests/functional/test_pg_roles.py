@@ -133,7 +133,8 @@ def test_rewind_after_divergent_writes_leaves_equal_data(mn1, mn2):
     assert rows(mn1) != rows(mn2)
 
     joined = mn1.call(rewind.rewind, mn1.cfg, "mn1", mn1.major)
-    assert joined["method"] == "pg_rewind"
+    assert joined["method"] == "pg_rewind", joined
+    assert any("diverged" in line for line in joined["output"]), joined["output"]
     mn2.sql("INSERT INTO hamn_t VALUES ('after-rejoin')")
     mn1.call(promote.wait_for_lsn, mn2.status()["current_lsn"], timeout=10, replayed=True)
     assert rows(mn1) == rows(mn2)

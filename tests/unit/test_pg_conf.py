@@ -85,4 +85,4 @@ def test_conninfo_quoting(value, expected):
 
 
 def test_pgpass_escapes_colons_and_backslashes():
-    assert conf.pgpass_line("*", 5432, "rep", "a:b\\c") == "*:5432:replication:rep:a\\:b\\\\c\n"
+    assert conf.pgpass_line("*", 5432, "rep", "a:b\\c") == "*:5432:*:rep:a\\:b\\\\c\n"

@@ -97,7 +97,7 @@ def rewind(cluster, cfg, me, major, *, fallback=False, timeout=3600):
             f"{peer['timeline']}; it may hold diverged data. Rebuild it with hamn.basebackup."
         )
     return {"changed": True, "method": "pg_rewind", "streaming": row, "timeline": peer["timeline"],
-            "previous_timeline": local_tli, "output": result.stdout.strip().splitlines()[-3:],
+            "previous_timeline": local_tli, "output": (result.stdout + result.stderr).strip().splitlines()[-4:],
             "seconds": round(time.monotonic() - started, 3)}
 
 

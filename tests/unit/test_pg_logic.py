@@ -1,0 +1,95 @@
+"""LSN math, the promotion lag guard and the rewind guard (no server needed)."""
+
+import pytest
+from salt.exceptions import SaltInvocationError
+
+from saltext_hamn.utils import config
+from saltext_hamn.utils.errors import HamnError
+from saltext_hamn.utils.pg import lsn, promote, rewind, standby
+
+CFG = config.load({
+    "nodes": {"mn1": {"address": "198.51.100.11"}, "mn2": {"address": "198.51.100.12"}},
+    "initial_primary": "mn1",
+    "vip": {"address": "198.51.100.10"},
+    "postgres": {"replication": {"password": "pw-unit-test"}},
+    "lag_limit": {"bytes": "1MB", "seconds": 30},
+})
+
+
+def test_lsn_parse_format_and_lag():
+    assert lsn.parse("0/3000060") == 0x3000060
+    assert lsn.parse("16/B374D848") == (0x16 << 32) | 0xB374D848
+    assert lsn.fmt(lsn.parse("16/B374D848")) == "16/B374D848"
+    assert lsn.lag("0/3000100", "0/3000000") == 0x100
+    assert lsn.lag("0/3000000", "0/3000100") == 0
+    assert lsn.lag(None, "0/1") is None
+    assert lsn.at_least("1/0", "0/FFFFFFFF") and not lsn.at_least("0/1", "0/2")
+    for bad in ("", "0/", "x/1", "1/2/3", "123456789/0"):
+        with pytest.raises(SaltInvocationError, match="expected an LSN"):
+            lsn.parse(bad)
+
+
+def standby_info(received="0/5000000", replayed="0/5000000", msg_age=0.2, receiver=True):
+    return {
+        "role": "standby", "received_lsn": received, "replayed_lsn": replayed,
+        "lag_bytes": lsn.lag(received, replayed), "lag_seconds": 0.0,
+        "wal_receiver": {"status": "streaming", "last_msg_seconds": msg_age} if receiver else None,
+    }
+
+
+def test_lag_without_primary_lsn_is_local_backlog_and_stream_age():
+    assert promote.measure_lag(standby_info(replayed="0/4F00000")) == (0x100000, 0.2)
+    assert promote.measure_lag(standby_info(receiver=False)) == (0, None)
+
+
+def test_lag_against_the_primarys_last_position():
+    info = standby_info(received="0/5000000", msg_age=99)
+    assert promote.measure_lag(info, primary_lsn="0/5000000") == (0, 0.0)
+    assert promote.measure_lag(info, primary_lsn="0/5000400") == (0x400, 99)
+
+
+@pytest.mark.parametrize("info, primary_lsn, reason", [
+    (standby_info(replayed="0/4000000"), None, "bytes behind"),
+    (standby_info(msg_age=45), None, "since the primary last sent WAL"),
+    (standby_info(), "0/7000000", "bytes behind"),
+])
+def test_check_lag_refuses_without_force(info, primary_lsn, reason):
+    with pytest.raises(HamnError, match=reason):
+        promote.check_lag(CFG, info, primary_lsn)
+    assert promote.check_lag(CFG, info, primary_lsn, force=True)["forced"] is True
+
+
+def test_check_lag_accepts_unknown_seconds_and_small_lag():
+    result = promote.check_lag(CFG, standby_info(receiver=False))
+    assert result == {"lag_bytes": 0, "lag_seconds": None, "forced": False}
+
+
+def test_rewind_refuses_a_primary_whose_promotion_is_not_checkpointed(monkeypatch):
+    monkeypatch.setattr(standby, "prepare_access", lambda cluster, cfg: None)
+    monkeypatch.setattr(standby, "require_peer_primary", lambda cluster, cfg, me: {
+        "in_recovery": False, "timeline": 3, "control_timeline": 2, "lsn": "0/9000000"})
+    monkeypatch.setattr(rewind.status, "collect", lambda cluster: {"role": "stopped", "running": False})
+    monkeypatch.setattr(rewind.postmaster, "has_data", lambda cluster: True)
+    monkeypatch.setattr(rewind, "rewind_capable", lambda cluster: (True, "wal_log_hints on"))
+    ran = []
+    monkeypatch.setattr(rewind.replication, "ensure_peer_slot", lambda *a: ran.append("slot"))
+    with pytest.raises(HamnError, match="not checkpointed.*no rewind required"):
+        rewind.rewind(object(), CFG, "mn1", 15)
+    assert ran == []  # stopped before touching anything
+
+
+def test_rewind_without_hints_or_checksums_needs_fallback(monkeypatch):
+    monkeypatch.setattr(standby, "prepare_access", lambda cluster, cfg: None)
+    monkeypatch.setattr(standby, "require_peer_primary", lambda cluster, cfg, me: {
+        "in_recovery": False, "timeline": 2, "control_timeline": 2, "lsn": "0/9000000"})
+    monkeypatch.setattr(rewind.status, "collect", lambda cluster: {"role": "stopped", "running": False})
+    monkeypatch.setattr(rewind.postmaster, "has_data", lambda cluster: True)
+    monkeypatch.setattr(rewind.postmaster, "controldata", lambda cluster: {
+        "wal_log_hints setting": "off", "Data page checksum version": "0"})
+    with pytest.raises(HamnError, match="fallback=True"):
+        rewind.rewind(object(), CFG, "mn1", 15)
+    rebuilt = []
+    monkeypatch.setattr(standby, "rebuild", lambda *a, **k: rebuilt.append(k) or {"method": "pg_basebackup"})
+    result = rewind.rewind(object(), CFG, "mn1", 15, fallback=True)
+    assert result["method"] == "pg_basebackup" and "wal_log_hints" in result["rewind_skipped"]
+    assert rebuilt == [{"force": True, "timeout": 3600}]
