@@ -155,13 +155,10 @@ def test_moving_vip_updates_the_observer_entry(net, cfg):
 def test_up_refuses_while_the_peer_holds_the_vip(net, cfg):
     vip.up(cfg, netns=net.a)
     assert net.wait_neighbour(net.obs, VIP, net.mac["va"]) == net.mac["va"]
-    started = time.monotonic()
     with pytest.raises(HamnError) as info:
         vip.up(cfg, netns=net.b)
-    refused_in = time.monotonic() - started
     message = str(info.value)
     assert VIP in message and net.mac["va"] in message and "force=True" in message
-    assert refused_in < 0.3  # returns on the first answer, not after the probe timeout
     assert VIP not in net.addresses(net.b)
     # The probe (sender 0.0.0.0) must not have poisoned anyone's cache.
     assert net.neighbour_mac(net.obs, VIP) == net.mac["va"]
@@ -177,9 +174,11 @@ def test_probe_directly(net, cfg):
     started = time.monotonic()
     assert arp.probe(VIP, "eth0", timeout=0.2, attempts=2, netns=net.b) == []
     free_in = time.monotonic() - started
-    assert 0.19 <= free_in < 0.4
+    assert 0.19 <= free_in < 1.0  # a free address costs the whole timeout
     vip.add(VIP, 24, "eth0", LABEL, netns=net.a)
-    assert arp.probe(VIP, "eth0", timeout=0.2, attempts=2, netns=net.b) == [(net.mac["va"], VIP)]
+    started = time.monotonic()
+    assert arp.probe(VIP, "eth0", timeout=3.0, attempts=3, netns=net.b) == [(net.mac["va"], VIP)]
+    assert time.monotonic() - started < 1.0  # returns on the first answer, not after the timeout
     # A node's own address answers too; its own probe is never counted.
     assert arp.probe(ADDR["va"], "eth0", timeout=0.2, attempts=2, netns=net.b) == [(net.mac["va"], ADDR["va"])]
     assert arp.probe(VIP, "eth0", timeout=0.1, attempts=1, netns=net.a) == []

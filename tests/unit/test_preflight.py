@@ -98,6 +98,9 @@ def test_xcat_failing_lsxcatd_is_unknown_and_fails(tmp_path, monkeypatch):
     version, check = preflight._version_check("xcat_version", preflight.read_xcat_version)
     assert version == preflight.UNKNOWN
     assert check["ok"] is False and "xcatd daemon" in check["reason"]
+    script(tmp_path / "lsxcatd", "exit 0")  # the lab recorder prints nothing
+    version, check = preflight._version_check("xcat_version", preflight.read_xcat_version)
+    assert version == preflight.UNKNOWN and check["ok"] is False and "no version" in check["reason"]
 
 
 # --------------------------------------------------------------------------- checks

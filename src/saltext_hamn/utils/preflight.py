@@ -129,7 +129,7 @@ def _version_check(name, reader, *args):
     if version is None:
         return None, _check(name, True, "xCAT not installed (no lsxcatd on PATH); not compared")
     if version == UNKNOWN:
-        return UNKNOWN, _check(name, False, f"the {label} version printed nothing recognizable")
+        return UNKNOWN, _check(name, False, f"the {label} version tool printed no version")
     return version, _check(name, True, f"{label} {version}")
 
 
@@ -236,32 +236,15 @@ def check_install_dir(path, enabled=True, ismount=os.path.ismount, stat=os.stat)
     return _check("install_dir", True, f"{path}: mounted, writable, owned by root:root")
 
 
-def parse_controldata(text):
-    """pg_controldata output as {key: value}."""
-    values = {}
-    for line in (text or "").splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            values[key.strip()] = value.strip()
-    return values
+parse_controldata = postmaster.parse_controldata
 
 
 def rewind_check_from_controldata(values, log_hints_configured=False):
     """wal_log_hints on or data checksums on (pg_rewind needs one of them)."""
-    hints = values.get("wal_log_hints setting")
-    checksums = values.get("Data page checksum version")
-    if hints is None and checksums is None:
-        return _check("rewind_ready", False,
-                      "pg_controldata shows neither 'wal_log_hints setting' nor "
-                      "'Data page checksum version'")
-    hints_on = hints == "on"
-    checksums_on = checksums not in (None, "", "0")
-    if hints_on or checksums_on:
-        what = [w for w, on in (("wal_log_hints on", hints_on), ("data checksums on", checksums_on)) if on]
-        return _check("rewind_ready", True, " and ".join(what) + "; pg_rewind can resync this node")
-    reason = ("wal_log_hints off and data checksums off: pg_rewind cannot resync this node "
-              "after a failover")
-    if log_hints_configured:
+    ok, reason = rewind.capability(values)
+    if ok:
+        return _check("rewind_ready", True, reason + "; pg_rewind can resync this node")
+    if log_hints_configured and values:
         reason += " (hamn's settings enable wal_log_hints: restart PostgreSQL after applying them)"
     return _check("rewind_ready", False, reason)
 
@@ -271,11 +254,10 @@ def check_rewind_ready(cluster, log_hints_configured=False):
     if not postmaster.has_data(cluster):
         return _check("rewind_ready", True, "no cluster yet; hamn's settings enable wal_log_hints")
     try:
-        result = cluster.run("pg_controldata", "-D", cluster.data_dir, timeout=_TIMEOUT,
-                             env={"LC_ALL": "C"})
+        values = postmaster.controldata(cluster)
     except (CommandFailed, OSError) as exc:
         return _check("rewind_ready", False, f"pg_controldata failed: {_error_text(exc)}")
-    return rewind_check_from_controldata(parse_controldata(result.stdout), log_hints_configured)
+    return rewind_check_from_controldata(values, log_hints_configured)
 
 
 # --------------------------------------------------------------------------- run / compare

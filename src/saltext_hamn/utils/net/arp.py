@@ -117,7 +117,7 @@ def build_probe(src_mac, target_ip):
     traffic from the current holder before we know whether there is one.  A Linux
     holder answers such a probe with a reply whose sender IP is the probed address.
     """
-    return build_request(src_mac, target_ip, target_ip)
+    return build_request(src_mac, ANY_IP, target_ip)
 
 
 def build_gratuitous_request(src_mac, address):

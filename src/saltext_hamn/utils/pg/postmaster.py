@@ -46,15 +46,21 @@ def stop(cluster, mode="fast", timeout=60):
     return controldata(cluster).get("Latest checkpoint location")
 
 
-def controldata(cluster):
-    """pg_controldata output as a dict (e.g. 'Database cluster state')."""
-    out = cluster.run("pg_controldata", "-D", cluster.data_dir, timeout=30).stdout
+def parse_controldata(text):
+    """pg_controldata output as {key: value}."""
     data = {}
-    for line in out.splitlines():
+    for line in (text or "").splitlines():
         key, sep, value = line.partition(":")
         if sep:
             data[key.strip()] = value.strip()
     return data
+
+
+def controldata(cluster):
+    """pg_controldata of the cluster as a dict (e.g. 'Database cluster state')."""
+    # LC_ALL=C: the keys are translated in other locales.
+    return parse_controldata(cluster.run("pg_controldata", "-D", cluster.data_dir, timeout=30,
+                                         env={"LC_ALL": "C"}).stdout)
 
 
 def timeline(cluster):

@@ -19,14 +19,21 @@ OWN_FILES = ("postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident
              conf.SETTINGS_FILE, conf.STANDBY_FILE)
 
 
+def capability(values):
+    """(bool, reason) from pg_controldata values: pg_rewind needs wal_log_hints or checksums."""
+    hints = values.get("wal_log_hints setting")
+    checksums = values.get("Data page checksum version")
+    if hints is None and checksums is None:
+        return False, "pg_controldata shows neither 'wal_log_hints setting' nor 'Data page checksum version'"
+    on = [what for what, flag in (("wal_log_hints on", hints == "on"),
+                                  ("data checksums on", checksums not in (None, "", "0"))) if flag]
+    if on:
+        return True, " and ".join(on)
+    return False, "wal_log_hints off and data checksums off: pg_rewind cannot be used"
+
+
 def rewind_capable(cluster):
-    """(bool, reason): wal_log_hints or data checksums are on in pg_control."""
-    data = postmaster.controldata(cluster)
-    hints = data.get("wal_log_hints setting") == "on"
-    checksums = data.get("Data page checksum version", "0") != "0"
-    if hints or checksums:
-        return True, "wal_log_hints on" if hints else "data checksums on"
-    return False, "neither wal_log_hints nor data checksums are on: pg_rewind cannot be used"
+    return capability(postmaster.controldata(cluster))
 
 
 def already_following(info, host, peer_tli):

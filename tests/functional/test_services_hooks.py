@@ -1,0 +1,100 @@
+"""Services, takeover hooks and preflight with the lab recorders and a real PostgreSQL data dir."""
+
+import os
+import time
+
+import pytest
+
+from saltext_hamn.lab import recorders
+from saltext_hamn.utils import config, preflight, services
+from saltext_hamn.utils.pg import postmaster
+from tests.functional.conftest import make_cluster
+
+pytestmark = [pytest.mark.root]
+
+
+def default_cfg(**extra):
+    """The real default config from a minimal pillar; host names that resolve locally."""
+    raw = {
+        "nodes": {
+            "mn1": {"address": "198.51.100.11", "hostname": "localhost"},
+            "mn2": {"address": "198.51.100.12", "hostname": "localhost"},
+        },
+        "initial_primary": "mn1",
+        "vip": {"address": "198.51.100.10"},
+        "postgres": {"replication": {"password": "Functional-Pw-3"}},
+    }
+    raw.update(extra)
+    return config.load(raw)
+
+
+@pytest.fixture
+def node_dir(tmp_path, monkeypatch):
+    """The lab's recorder scripts (systemctl, makedns, ...) first on PATH."""
+    path = tmp_path / "mn2"
+    bin_dir = recorders.install(path)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    return path
+
+
+def takeover(cfg):
+    return (services.stop_services(cfg) + services.start_services(cfg)
+            + services.run_hooks(cfg, node="mn2"))
+
+
+def test_takeover_sequence_with_default_config(node_dir):
+    steps = takeover(default_cfg())
+    assert recorders.calls(node_dir) == [
+        ("systemctl", "stop xcatd"),
+        ("systemctl", "stop dhcpd"),
+        ("systemctl", "stop named"),
+        ("systemctl", "stop conserver"),
+        ("systemctl", "start conserver"),
+        ("systemctl", "start named"),
+        ("systemctl", "start dhcpd"),
+        ("systemctl", "start xcatd"),
+        ("makedns", "-n"),
+        ("makedhcp", "-a"),
+        ("makeconservercf", ""),
+    ]
+    assert all(step["retcode"] == 0 for step in steps)
+    assert set(services.service_states(default_cfg()).values()) == {"active"}
+
+
+def test_failing_makedhcp_stops_before_makeconservercf(node_dir):
+    recorders.set_failure(node_dir, "makedhcp", 2)
+    with pytest.raises(services.StepFailed, match=r"makedhcp failed \(exit 2\)") as info:
+        takeover(default_cfg())
+    assert [s["name"] for s in info.value.steps] == ["makedns", "makedhcp"]
+    names = [name for name, _ in recorders.calls(node_dir)]
+    assert names[-2:] == ["makedns", "makedhcp"]
+    assert "makeconservercf" not in names
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("checksums, ok", [(False, False), (True, True)])
+def test_preflight_rewind_ready_on_real_data_dir(workdir, checksums, ok):
+    """initdb as postgres under the run's lab dir (removed by ``workdir``)."""
+    cluster = make_cluster(workdir, "pf")
+    args = ["-D", cluster.data_dir, "-U", cluster.superuser, "--auth-local=peer", "-E", "UTF8",
+            "--locale=C"]
+    cluster.run("initdb", *args, *(["--data-checksums"] if checksums else []), timeout=300)
+    assert postmaster.has_data(cluster)
+    cfg = default_cfg(postgres={
+        "replication": {"password": "Functional-Pw-3"},
+        "data_dir": cluster.data_dir,
+        "bindir": cluster.bindir,
+    }, preflight={"check_install": False})
+
+    report = preflight.run(cfg, "mn1", cluster, reference_time=time.time())
+    checks = {check["name"]: check for check in report["checks"]}
+    assert checks["rewind_ready"]["ok"] is ok, checks["rewind_ready"]
+    if ok:
+        assert "data checksums on" in checks["rewind_ready"]["reason"]
+    else:
+        assert "wal_log_hints off and data checksums off" in checks["rewind_ready"]["reason"]
+    assert checks["postgres_bin"]["ok"] is True
+    assert report["versions"]["postgres"].split(".")[0] == cluster.bindir.split("/")[-2]
+    for name in ("postgres_version", "subnet", "peer_resolves", "clock", "install_dir"):
+        assert checks[name]["ok"] is True, checks[name]
+    assert report["ok"] is ok
