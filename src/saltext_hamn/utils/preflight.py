@@ -31,7 +31,7 @@ import time
 
 from saltext_hamn.utils import config, proc
 from saltext_hamn.utils.errors import CommandFailed
-from saltext_hamn.utils.pg import postmaster
+from saltext_hamn.utils.pg import postmaster, rewind
 
 #: Version value of something installed whose version could not be read.
 UNKNOWN = "unknown"
