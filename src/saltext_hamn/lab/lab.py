@@ -220,8 +220,10 @@ class Lab:
         standby = next(n for n in self.spec.nodes if n != primary)
         cfg = self.node_cfg(primary)
         v = cfg["vip"]
-        if vip.add(v["address"], v["prefix"], v["interface"], v["label"], netns=self.spec.node_ns(primary)):
-            self.say(f"{primary}: VIP {v['address']}/{v['prefix']} up on {v['label']}")
+        raised = vip.up(cfg, netns=self.spec.node_ns(primary))
+        if raised["changed"]:
+            self.say(f"{primary}: VIP {v['address']}/{v['prefix']} up on {v['label']} "
+                     f"(ARP probe: free; {raised['garp_sent']} gratuitous ARPs)")
         conn = self.client_connect(v["address"])
         try:
             token = canary.write(conn)

@@ -38,6 +38,13 @@ exit 0
 """
 
 
+_LSXCATD = """
+case "$1" in -v|-a) echo "Version 2.16.5 (hamn-lab recorder, not xCAT)" ;; esac
+exit 0
+"""
+_EXTRA = {"systemctl": _SYSTEMCTL.format(), "lsxcatd": _LSXCATD}
+
+
 def install(node_dir):
     """Write the recorder scripts for one node; returns the bin directory."""
     node_dir = Path(node_dir)
@@ -46,7 +53,7 @@ def install(node_dir):
         sub.mkdir(parents=True, exist_ok=True)
     for name in (*XCAT_COMMANDS, "systemctl"):
         body = _COMMON.format(name=name, node_dir=node_dir)
-        body += _SYSTEMCTL.format() if name == "systemctl" else "exit 0\n"
+        body += _EXTRA.get(name, "exit 0\n")
         path = bin_dir / name
         path.write_text(body, encoding="utf-8")
         os.chmod(path, 0o755)

@@ -8,7 +8,7 @@ which orchestrate's onfail/failhard see); bad arguments raise SaltInvocationErro
 import copy
 import time
 
-from salt.exceptions import SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import saltext_hamn
 from saltext_hamn.utils import config as hamn_config
@@ -17,6 +17,8 @@ try:
     import psycopg2  # noqa: F401
     import pyroute2  # noqa: F401
 
+    from saltext_hamn.utils import preflight as pre, services
+    from saltext_hamn.utils.net import vip
     from saltext_hamn.utils.pg import canary, cluster as pg_cluster, postmaster
     from saltext_hamn.utils.pg import promote as pg_promote, rewind as pg_rewind, standby, status as pg_status
 
@@ -112,8 +114,6 @@ def status():
 
 
 def _vip_held(cfg):
-    from saltext_hamn.utils.net import vip  # pylint: disable=import-outside-toplevel
-
     try:
         return vip.held(cfg["vip"]["address"], cfg["vip"]["interface"])
     except Exception:  # pylint: disable=broad-except
@@ -257,6 +257,135 @@ def verify_replication(timeout=10):
     """
     cfg = _cfg()
     return canary.verify(_local(cfg), cfg, _me(cfg), timeout=_seconds(timeout, "timeout"))
+
+
+def vip_up(force=False):
+    """
+    Raise the VIP on this node: probe it with ARP first and refuse when another
+    host answers (``force=True`` overrides), add it through netlink with the
+    configured prefix and alias label (never persistent: a reboot forgets it), then
+    announce it with gratuitous ARPs. Idempotent (re-announces when already held).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn2 hamn.vip_up
+    """
+    return vip.up(_cfg(), force=_bool(force, "force"))
+
+
+def vip_down():
+    """
+    Remove the VIP from this node (idempotent).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn1 hamn.vip_down
+    """
+    return vip.down(_cfg())
+
+
+def vip_status():
+    """
+    Whether this node holds the VIP, with the interface, prefix and label in use.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' hamn.vip_status
+    """
+    return vip.status(_cfg())
+
+
+def services_stop(names=None):
+    """
+    Stop the configured cluster services (``hamn:services:names``, in that order)
+    with ``hamn:services:stop_cmd``. ``names`` limits it to some of them. A failing
+    stop raises with the results so far.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn1 hamn.services_stop
+        salt mn1 hamn.services_stop names=xcatd,dhcpd
+    """
+    return _steps(services.stop_services, _cfg(), names)
+
+
+def services_start(names=None):
+    """
+    Start the configured cluster services, in reverse stop order.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn2 hamn.services_start
+    """
+    return _steps(services.start_services, _cfg(), names)
+
+
+def services_status():
+    """
+    State of each configured cluster service (active/inactive/unknown).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' hamn.services_status
+    """
+    return services.service_states(_cfg())
+
+
+def run_hooks(which="post_promotion"):
+    """
+    Run a configured command list in order: ``post_promotion`` (default: makedns -n,
+    makedhcp -a, makeconservercf), ``site`` (site table master/nameservers = VIP) or
+    ``diskless_reset`` (rpower <noderange> reset, when enabled). A failing step
+    stops the sequence with an error naming it, unless marked optional.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn2 hamn.run_hooks
+        salt mn2 hamn.run_hooks which=site
+    """
+    cfg = _cfg()
+    return _steps(services.run_hooks, cfg, which, node=_me(cfg))
+
+
+def preflight(reference_time=None):
+    """
+    The seed's configuration requirements on this node: PostgreSQL/OS/xCAT
+    versions (compare both nodes' output), node and VIP in one subnet, peer name
+    resolution, clock offset (against ``reference_time``, an epoch from the
+    master, when given), /install mounted, writable and root:root, pg_rewind
+    readiness. Returns every check with ok and a reason; never fails for a check.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'mn*' hamn.preflight
+    """
+    cfg = _cfg()
+    return pre.run(cfg, _me(cfg), _local(cfg), reference_time=reference_time)
+
+
+def _steps(func, *args, **kwargs):
+    """Run a step sequence; a failure carries the steps so far in its message."""
+    try:
+        return func(*args, **kwargs)
+    except services.StepFailed as exc:
+        done = ", ".join(f"{s['name']}={s['retcode']}" for s in exc.steps)
+        raise CommandExecutionError(f"{exc} (steps: {done})") from exc
 
 
 def _bool(value, name):
