@@ -79,6 +79,10 @@ def replication_settings(cfg, cluster, major):
         "hot_standby": True,
         "wal_log_hints": wal["log_hints"],
         "password_encryption": "scram-sha-256",
+        # Keepalives every wal_sender_timeout/2: a healthy stream's "last message" age
+        # stays well under the lag limit, and a dead primary is noticed in 15 s.
+        "wal_sender_timeout": "15s",
+        "wal_receiver_timeout": "15s",
         # Each node's application_name is its minion id; a node never streams from
         # itself, so "ANY 1 (both)" always means "the peer" whatever the roles are.
         "synchronous_standby_names": ("ANY 1 (" + ", ".join(f'"{n}"' for n in names) + ")")
