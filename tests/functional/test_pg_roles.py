@@ -131,6 +131,9 @@ def test_rewind_after_divergent_writes_leaves_equal_data(mn1, mn2):
     mn1.sql("INSERT INTO hamn_t SELECT 'only-on-mn1-' || g FROM generate_series(1, 500) g")
     mn2.sql("INSERT INTO hamn_t SELECT 'only-on-mn2-' || g FROM generate_series(1, 50) g")
     assert rows(mn1) != rows(mn2)
+    own_conf = f"{mn1.cluster.data_dir}/postgresql.conf"
+    with open(own_conf, "a", encoding="utf-8") as handle:
+        handle.write("work_mem = '7MB'  # mn1's own setting\n")
 
     joined = mn1.call(rewind.rewind, mn1.cfg, "mn1", mn1.major)
     assert joined["method"] == "pg_rewind", joined
@@ -140,6 +143,9 @@ def test_rewind_after_divergent_writes_leaves_equal_data(mn1, mn2):
     assert rows(mn1) == rows(mn2)
     assert not any(v.startswith("only-on-mn1") for v in rows(mn1))
     assert "after-rejoin" in rows(mn1)
+    # pg_rewind copied mn2's files; mn1 keeps its own configuration.
+    assert mn1.sql("SHOW work_mem")[0][0] == "7MB"
+    assert mn1.sql("SHOW unix_socket_directories")[0][0] == mn1.cluster.socket_dir
     mn2.call(canary.verify, mn2.cfg, "mn2", timeout=10)
 
 

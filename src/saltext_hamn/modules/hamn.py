@@ -138,9 +138,10 @@ def promote(force=False, primary_lsn=None, timeout=60):
         salt mn2 hamn.promote primary_lsn=0/3000148
         salt mn2 hamn.promote force=True
     """
+    force, timeout = _bool(force, "force"), _seconds(timeout, "timeout")
     cfg = _cfg()
-    return pg_promote.promote(_local(cfg), cfg, _me(cfg), force=_bool(force, "force"),
-                              primary_lsn=primary_lsn, timeout=_seconds(timeout, "timeout"))
+    return pg_promote.promote(_local(cfg), cfg, _me(cfg), force=force,
+                              primary_lsn=None if primary_lsn is None else str(primary_lsn), timeout=timeout)
 
 
 def stop_db(mode="fast", timeout=60):
@@ -202,9 +203,9 @@ def wait_for_lsn(lsn, timeout=60, replayed=False):
 
         salt mn2 hamn.wait_for_lsn 0/3000148 timeout=30
     """
+    timeout, replayed = _seconds(timeout, "timeout"), _bool(replayed, "replayed")
     cfg = _cfg()
-    return pg_promote.wait_for_lsn(_local(cfg), str(lsn), timeout=_seconds(timeout, "timeout"),
-                                   replayed=_bool(replayed, "replayed"))
+    return pg_promote.wait_for_lsn(_local(cfg), str(lsn), timeout=timeout, replayed=replayed)
 
 
 def basebackup(force=False, timeout=3600):
@@ -221,9 +222,9 @@ def basebackup(force=False, timeout=3600):
 
         salt mn1 hamn.basebackup
     """
+    force, timeout = _bool(force, "force"), _seconds(timeout, "timeout")
     cfg = _cfg()
-    return standby.rebuild(_local(cfg), cfg, _me(cfg), cfg["postgres"]["version"],
-                           force=_bool(force, "force"), timeout=_seconds(timeout, "timeout"))
+    return standby.rebuild(_local(cfg), cfg, _me(cfg), cfg["postgres"]["version"], force=force, timeout=timeout)
 
 
 def rewind(fallback=False, timeout=3600):
@@ -239,9 +240,10 @@ def rewind(fallback=False, timeout=3600):
 
         salt mn1 hamn.rewind fallback=True
     """
+    fallback, timeout = _bool(fallback, "fallback"), _seconds(timeout, "timeout")
     cfg = _cfg()
-    return pg_rewind.rewind(_local(cfg), cfg, _me(cfg), cfg["postgres"]["version"],
-                            fallback=_bool(fallback, "fallback"), timeout=_seconds(timeout, "timeout"))
+    return pg_rewind.rewind(_local(cfg), cfg, _me(cfg), cfg["postgres"]["version"], fallback=fallback,
+                            timeout=timeout)
 
 
 def verify_replication(timeout=10):

@@ -1,0 +1,41 @@
+"""Argument handling of the execution module (no node needed)."""
+
+import pytest
+from salt.exceptions import SaltInvocationError
+
+from saltext_hamn.modules import hamn
+
+PILLAR = {"hamn": {
+    "nodes": {"mn1": {"address": "198.51.100.11"}, "mn2": {"address": "198.51.100.12"}},
+    "initial_primary": "mn1",
+    "vip": {"address": "198.51.100.10"},
+    "postgres": {"replication": {"password": "pw-unit-test"}},
+}}
+
+
+@pytest.fixture(autouse=True)
+def loader_dunders(monkeypatch):
+    monkeypatch.setattr(hamn, "__pillar__", PILLAR, raising=False)
+    monkeypatch.setattr(hamn, "__opts__", {"id": "mn9"}, raising=False)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: hamn.promote(force="yes"), "force: expected True or False"),
+    (lambda: hamn.promote(timeout=0), "timeout: expected a positive number"),
+    (lambda: hamn.stop_db(mode="sideways"), "expected smart, fast or immediate"),
+    (lambda: hamn.wait_for_lsn("nope"), "expected an LSN"),
+    (lambda: hamn.rewind(fallback=1), "fallback: expected True or False"),
+    (lambda: hamn.vip_up(force="true"), "force: expected True or False"),
+])
+def test_bad_arguments_raise_invocation_errors(call, message):
+    with pytest.raises(SaltInvocationError, match=message):
+        call()
+
+
+def test_minion_that_is_not_a_node_is_told_so():
+    with pytest.raises(SaltInvocationError, match=r"this minion \(mn9\) is not one of the configured nodes"):
+        hamn.status()
+
+
+def test_config_redacts_the_password():
+    assert hamn.config()["postgres"]["replication"]["password"] == hamn.REDACTED
