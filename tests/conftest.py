@@ -93,6 +93,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_pg)
 
 
+@pytest.fixture
+def recorder_dir(tmp_path, monkeypatch):
+    """The lab's recorder scripts (systemctl, makedns, ...) first on PATH; their node dir."""
+    from saltext_hamn.lab import recorders
+
+    node_dir = tmp_path / "node"
+    bin_dir = recorders.install(node_dir)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    return node_dir
+
+
 @pytest.fixture(scope="session")
 def lab_spec(pytestconfig):
     """The test run's lab network (root only)."""

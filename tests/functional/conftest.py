@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from saltext_hamn.utils import config
+from tests import support
 from saltext_hamn.utils.pg import postmaster
 from saltext_hamn.utils.pg.cluster import Cluster
 
@@ -56,18 +56,13 @@ def make_cluster(workdir, name):
 
 def cfg_for(cluster, mode="async"):
     """A validated hamn config describing ``cluster`` (unix-socket only: no TCP listener)."""
-    return config.load({
-        "nodes": {"mn1": {"address": "198.51.100.11"}, "mn2": {"address": "198.51.100.12"}},
-        "initial_primary": "mn1",
-        "vip": {"address": "198.51.100.10"},
-        "postgres": {
-            "version": pg_major(),
-            "data_dir": cluster.data_dir,
-            "socket_dir": cluster.socket_dir,
-            "port": cluster.port,
-            "listen_addresses": "localhost",
-            "replication": {"password": PASSWORD, "mode": mode},
-        },
+    return support.load(postgres={
+        "version": pg_major(),
+        "data_dir": cluster.data_dir,
+        "socket_dir": cluster.socket_dir,
+        "port": cluster.port,
+        "listen_addresses": "localhost",
+        "replication": {"password": PASSWORD, "mode": mode},
     })
 
 

@@ -1,40 +1,24 @@
 """Services, takeover hooks and preflight with the lab recorders and a real PostgreSQL data dir."""
 
-import os
 import time
 
 import pytest
 
 from saltext_hamn.lab import recorders
-from saltext_hamn.utils import config, preflight, services
+from saltext_hamn.utils import preflight, services
 from saltext_hamn.utils.pg import postmaster
+from tests import support
 from tests.functional.conftest import make_cluster
 
 pytestmark = [pytest.mark.root]
 
 
-def default_cfg(**extra):
-    """The real default config from a minimal pillar; host names that resolve locally."""
-    raw = {
-        "nodes": {
-            "mn1": {"address": "198.51.100.11", "hostname": "localhost"},
-            "mn2": {"address": "198.51.100.12", "hostname": "localhost"},
-        },
-        "initial_primary": "mn1",
-        "vip": {"address": "198.51.100.10"},
-        "postgres": {"replication": {"password": "Functional-Pw-3"}},
-    }
-    raw.update(extra)
-    return config.load(raw)
+default_cfg = support.load
 
 
 @pytest.fixture
-def node_dir(tmp_path, monkeypatch):
-    """The lab's recorder scripts (systemctl, makedns, ...) first on PATH."""
-    path = tmp_path / "mn2"
-    bin_dir = recorders.install(path)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    return path
+def node_dir(recorder_dir):
+    return recorder_dir
 
 
 def takeover(cfg):

@@ -4,13 +4,9 @@ import pytest
 from salt.exceptions import SaltInvocationError
 
 from saltext_hamn.modules import hamn
+from tests import support
 
-PILLAR = {"hamn": {
-    "nodes": {"mn1": {"address": "198.51.100.11"}, "mn2": {"address": "198.51.100.12"}},
-    "initial_primary": "mn1",
-    "vip": {"address": "198.51.100.10"},
-    "postgres": {"replication": {"password": "pw-unit-test"}},
-}}
+PILLAR = {"hamn": support.pillar()}
 
 
 @pytest.fixture(autouse=True)

@@ -2,21 +2,12 @@
 
 import pytest
 
-from saltext_hamn.utils import config
 from saltext_hamn.utils.pg import conf
 from saltext_hamn.utils.pg.cluster import Cluster
-
-BASE = {
-    "nodes": {"mn1": {"address": "198.51.100.11"}, "mn2": {"address": "198.51.100.12"}},
-    "initial_primary": "mn1",
-    "vip": {"address": "198.51.100.10"},
-    "postgres": {"replication": {"password": "pw-unit-test"}},
-}
-
+from tests import support
 
 def cfg(**postgres):
-    raw = {**BASE, "postgres": {**BASE["postgres"], **postgres}}
-    return config.load(raw)
+    return support.load(postgres=postgres)
 
 
 CLUSTER = Cluster(bindir="/usr/lib/postgresql/15/bin", data_dir="/srv/pg/main", passfile="/srv/pg/.pgpass")

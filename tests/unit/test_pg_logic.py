@@ -3,17 +3,11 @@
 import pytest
 from salt.exceptions import SaltInvocationError
 
-from saltext_hamn.utils import config
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.pg import lsn, promote, rewind, standby
+from tests import support
 
-CFG = config.load({
-    "nodes": {"mn1": {"address": "198.51.100.11"}, "mn2": {"address": "198.51.100.12"}},
-    "initial_primary": "mn1",
-    "vip": {"address": "198.51.100.10"},
-    "postgres": {"replication": {"password": "pw-unit-test"}},
-    "lag_limit": {"bytes": "1MB", "seconds": 30},
-})
+CFG = support.load(lag_limit={"bytes": "1MB", "seconds": 30})
 
 
 def test_lsn_parse_format_and_lag():

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from saltext_hamn.utils import config, preflight
+from saltext_hamn.utils import preflight
 from saltext_hamn.utils.pg.cluster import Cluster
+from tests import support
 
 ME = pwd.getpwuid(os.geteuid()).pw_name
 CONTROLDATA = """pg_control version number:            1300
@@ -45,18 +46,7 @@ def fake_cluster(tmp_path, with_data=True, **kwargs):
 
 
 def load(**extra):
-    raw = {
-        "nodes": {
-            "mn1": {"address": "198.51.100.11", "hostname": "localhost"},
-            "mn2": {"address": "198.51.100.12", "hostname": "localhost"},
-        },
-        "initial_primary": "mn1",
-        "vip": {"address": "198.51.100.10"},
-        "postgres": {"replication": {"password": "Unit-Test-Pw-1"}},
-        "preflight": {"check_install": False},
-    }
-    raw.update(extra)
-    return config.load(raw)
+    return support.load(**{"preflight": {"check_install": False}, **extra})
 
 
 def root_stat(uid=0, gid=0):

@@ -1,36 +1,21 @@
 """Services and takeover hooks as ordered steps (saltext_hamn.utils.services)."""
 
-import os
 
 import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from saltext_hamn.lab import recorders
-from saltext_hamn.utils import config, services
+from saltext_hamn.utils import services
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.services import StepFailed
+from tests.support import load
 
 STEP_KEYS = {"name", "argv", "retcode", "stdout", "stderr", "seconds", "optional"}
 
 
-def load(**extra):
-    raw = {
-        "nodes": {"mn1": {"address": "198.51.100.11"}, "mn2": {"address": "198.51.100.12"}},
-        "initial_primary": "mn1",
-        "vip": {"address": "198.51.100.10"},
-        "postgres": {"replication": {"password": "Unit-Test-Pw-1"}},
-    }
-    raw.update(extra)
-    return config.load(raw)
-
-
 @pytest.fixture
-def rec(tmp_path, monkeypatch):
-    """The lab recorders first on PATH; returns their node directory."""
-    node_dir = tmp_path / "node"
-    bin_dir = recorders.install(node_dir)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    return node_dir
+def rec(recorder_dir):
+    return recorder_dir
 
 
 def test_stop_in_config_order_start_in_reverse(rec):

@@ -1,0 +1,34 @@
+"""Shared test helpers: a minimal valid ``hamn`` pillar, deep-merged with overrides."""
+
+import copy
+
+from saltext_hamn.utils import config
+
+MINIMAL = {
+    "nodes": {
+        "mn1": {"address": "198.51.100.11", "hostname": "localhost"},
+        "mn2": {"address": "198.51.100.12", "hostname": "localhost"},
+    },
+    "initial_primary": "mn1",
+    "vip": {"address": "198.51.100.10"},
+    "postgres": {"replication": {"password": "Test-Pw-0123"}},
+}
+
+
+def _merge(base, extra):
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def pillar(**extra):
+    """The raw ``hamn`` pillar: MINIMAL with ``extra`` merged in (dicts recursively)."""
+    return _merge(copy.deepcopy(MINIMAL), copy.deepcopy(extra))
+
+
+def load(**extra):
+    """The validated config of ``pillar(**extra)``."""
+    return config.load(pillar(**extra))
