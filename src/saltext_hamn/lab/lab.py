@@ -10,10 +10,10 @@ import psycopg2
 
 from saltext_hamn.lab import netns, network, pillar, recorders, saltd
 from saltext_hamn.lab.spec import NODE_ADDRESSES, VIP_ADDRESS
-from saltext_hamn.utils import config, proc
+from saltext_hamn.utils import proc
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.net import vip
-from saltext_hamn.utils.pg import bootstrap, canary, connection, postmaster, replication
+from saltext_hamn.utils.pg import canary, connection, postmaster, replica, replication
 
 
 def say(message):
@@ -52,16 +52,23 @@ class Lab:
 
     # ---- up ----------------------------------------------------------------------
     def up(self):
+        """Everything, with replication built by the hamn.replica_configured state via Salt."""
         started = time.monotonic()
         self.say(f"bringing up lab '{self.spec.prefix}' in {self.spec.lab_dir}")
-        roles = self.up_postgres()
+        self.prepare()
         self.up_salt()
+        roles = self.replication(via_salt=True)
         self.say(f"lab up in {time.monotonic() - started:.1f}s: primary {roles['primary']}, "
                  f"standby {roles['standby']} streaming")
         return roles
 
     def up_postgres(self):
-        """Network, node directories, recorders and primary -> streaming standby."""
+        """Network, dirs and the PostgreSQL pair, without Salt (for test fixtures)."""
+        self.prepare()
+        return self.replication(via_salt=False)
+
+    def prepare(self):
+        """Network, node directories, recorders and the pillar files."""
         spec = self.spec
         spec.lab_dir.mkdir(parents=True, exist_ok=True)
         for path in (spec.lab_dir.parent, spec.lab_dir):
@@ -71,12 +78,49 @@ class Lab:
         self.say(f"network: namespaces {', '.join(spec.namespaces)} joined by a bridge in {spec.witness_ns}")
         for node in spec.nodes:
             self._prepare_node_dirs(node)
-        primary = self.current_primary() or "mn1"
-        standby = next(n for n in spec.nodes if n != primary)
-        self._up_primary(primary, state)
-        self._up_standby(standby, primary)
         pillar.write_tree(spec, state["replication_password"], state["major"])
+
+    def replication(self, via_salt):
+        """Primary first, then the standby, each by hamn.replica_configured's logic."""
+        primary = self.current_primary() or self.node_cfg("mn1")["initial_primary"]
+        standby = next(n for n in self.spec.nodes if n != primary)
+        for node in (primary, standby):
+            changes = self._replica_state(node) if via_salt else self._replica_library(node)
+            role = next(iter(changes), None)
+            if role:
+                summary = "; ".join(f"{k}: {v}" for k, v in changes[role].items())
+                self.say(f"{node}: hamn.replica_configured as {role}: {summary}")
+            if node == primary:
+                self._xcat_database(node)
+        row = replication.wait_streaming(self.cluster(standby), timeout=60)
+        self.say(f"{standby}: standby streaming from {row['sender_host']} via slot {row['slot']}")
         return {"primary": primary, "standby": standby}
+
+    def _replica_library(self, node):
+        cfg, cluster = self.node_cfg(node), self.cluster(node)
+        with netns.entered(self.spec.node_ns(node)):
+            role, _ = replica.discover_role(cluster, cfg, node)
+            return {role: replica.converge(cluster, cfg, node, role, dry_run=False)}
+
+    def _replica_state(self, node):
+        cmd = saltd.salt_cmd(self.spec, node, "state.single", "hamn.replica_configured", "name=replication",
+                             "--out=json", "--static", "-t", "300")
+        result = proc.run(cmd, check=False, timeout=360)
+        try:
+            ret = next(iter(json.loads(result.stdout)[node].values()))
+        except (ValueError, KeyError, StopIteration, AttributeError, TypeError) as exc:
+            raise HamnError(f"{node}: hamn.replica_configured gave no result: {result.stdout.strip()[-500:]}") from exc
+        if ret.get("result") is not True:
+            raise HamnError(f"{node}: hamn.replica_configured failed: {ret.get('comment')}")
+        return ret.get("changes") or {}
+
+    def _xcat_database(self, node):
+        """Lab only: the xCAT DB and its role, as xCAT's own setup would create them."""
+        cfg = self.node_cfg(node)
+        pg = cfg["postgres"]
+        with connection.session(self.cluster(node)) as conn:
+            replication.ensure_role(conn, pg["xcat_db_user"], self._secrets()["xcat_db_password"])
+            replication.ensure_database(conn, pg["database"], pg["xcat_db_user"])
 
     def up_salt(self):
         """Plain salt-master in the witness, a salt-minion per node; waits for test.ping."""
@@ -104,49 +148,6 @@ class Lab:
         log.touch()
         os.chown(log, pg.pw_uid, pg.pw_gid)
         recorders.install(d)
-
-    def _up_primary(self, node, state):
-        cfg, cluster = self.node_cfg(node), self.cluster(node)
-        if bootstrap.initdb(cluster):
-            self.say(f"{node}: initdb {cluster.data_dir}")
-        bootstrap.write_server_files(cluster, cfg, state["major"])
-        if postmaster.start(cluster):
-            self.say(f"{node}: PostgreSQL {state['major']} started (socket dir {cluster.socket_dir})")
-        pg = cfg["postgres"]
-        peer = config.peer_of(cfg, node)
-        with connection.session(cluster) as conn:
-            replication.ensure_role(conn, pg["replication"]["user"], pg["replication"]["password"], replication=True)
-            replication.grant_rewind(conn, pg["replication"]["user"])
-            replication.ensure_role(conn, pg["xcat_db_user"], state["xcat_db_password"])
-            replication.ensure_database(conn, pg["database"], pg["xcat_db_user"])
-            for slot_node in (peer,):
-                replication.ensure_slot(conn, config.slot_name(cfg, slot_node))
-        replication.write_pgpass(cluster, "*", pg["port"], pg["replication"]["user"], pg["replication"]["password"])
-        self.say(f"{node}: primary configured (scram-sha-256 replication role, slot {config.slot_name(cfg, peer)})")
-
-    def _up_standby(self, node, primary):
-        cfg, cluster = self.node_cfg(node), self.cluster(node)
-        pg = cfg["postgres"]
-        major = self._secrets()["major"]
-        if postmaster.has_data(cluster) and postmaster.is_running(cluster):
-            replication.wait_streaming(cluster, timeout=30)
-            return
-        if not postmaster.has_data(cluster):
-            replication.write_pgpass(cluster, "*", pg["port"], pg["replication"]["user"], pg["replication"]["password"])
-            self.say(f"{node}: pg_basebackup from {primary} ({NODE_ADDRESSES[primary]})")
-            replication.basebackup(
-                cluster, host=NODE_ADDRESSES[primary], port=pg["port"], user=pg["replication"]["user"],
-                slot=config.slot_name(cfg, node),
-            )
-            # The backup carries the primary's files; this node needs its own paths.
-            bootstrap.write_server_files(cluster, cfg, major)
-            replication.write_standby_config(
-                cluster, major, primary_host=NODE_ADDRESSES[primary], primary_port=pg["port"],
-                user=pg["replication"]["user"], slot=config.slot_name(cfg, node), application_name=node,
-            )
-        postmaster.start(cluster)
-        row = replication.wait_streaming(cluster, timeout=60)
-        self.say(f"{node}: standby streaming from {row['sender_host']} via slot {row['slot']}")
 
     def _wait_ping(self, timeout=60):
         deadline = time.monotonic() + timeout

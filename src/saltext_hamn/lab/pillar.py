@@ -39,7 +39,8 @@ def common(spec, password, major):
         "initial_primary": "mn1",
         "vip": {"address": VIP_ADDRESS, "prefix": PREFIXLEN, "interface": NODE_IFACE, "label": f"{NODE_IFACE}:0"},
         # The witness plays the compute-node/service-node client of the xCAT DB.
-        "postgres": {"version": major, "db_clients": [WITNESS_ADDRESS], "replication": {"password": password}},
+        "postgres": {"version": major, "db_clients": [WITNESS_ADDRESS], "auto_rebuild": True,
+                     "replication": {"password": password}},
         "preflight": {"check_install": False},
     }
 

@@ -3,7 +3,10 @@
 Thin loader layer over the ``hamn`` execution module and ``saltext_hamn.utils``.
 """
 
-from salt.exceptions import SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from saltext_hamn.utils import config
+from saltext_hamn.utils.pg import cluster as pg_cluster, replica
 
 __virtualname__ = "hamn"
 
@@ -29,4 +32,48 @@ def pillar_valid(name):
         __salt__["hamn.config"]()  # pylint: disable=undefined-variable
     except SaltInvocationError as exc:
         ret.update(result=False, comment=f"invalid hamn pillar: {exc}")
+    return ret
+
+
+def replica_configured(name):
+    """
+    PostgreSQL streaming replication configured on this node for its current role.
+
+    The role is discovered at run time (see ``saltext_hamn.utils.pg.replica``):
+    a primary gets the replication settings (in the ``hamn.conf`` include), pg_hba
+    and pg_ident managed blocks, the replication role (SCRAM password, pg_rewind
+    grants) and a slot for the peer, and is reloaded or restarted as the changed
+    settings require; a standby gets its standby config pointing at the current
+    primary and ends streaming. A standby whose data is missing, foreign or
+    diverged is rebuilt only when ``hamn:postgres:auto_rebuild`` is true.
+
+    .. code-block:: yaml
+
+        hamn-replication:
+          hamn.replica_configured
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    try:
+        cfg = config.load(__pillar__.get("hamn"))  # pylint: disable=undefined-variable
+        me = __opts__["id"]  # pylint: disable=undefined-variable
+        config.peer_of(cfg, me)  # a clear error when this minion is not a node
+        local = pg_cluster.from_config(cfg)
+        role, why = replica.discover_role(local, cfg, me)
+        planned = replica.converge(local, cfg, me, role, dry_run=True)
+        if not planned:
+            ret["comment"] = f"{role}: replication is configured ({why})"
+            return ret
+        if __opts__["test"]:  # pylint: disable=undefined-variable
+            ret.update(result=None, changes={role: planned},
+                       comment=f"would configure this node as {role} ({why})")
+            return ret
+        done = replica.converge(local, cfg, me, role, dry_run=False)
+        ret["changes"] = {role: done}
+        drift = replica.converge(local, cfg, me, role, dry_run=True)
+        if drift:
+            ret.update(result=False, comment=f"configured as {role}, but drift remains: {drift}")
+        else:
+            ret["comment"] = f"configured as {role} ({why})"
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        ret.update(result=False, comment=str(exc))
     return ret

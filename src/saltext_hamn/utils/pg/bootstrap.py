@@ -21,28 +21,47 @@ def initdb(cluster):
     return True
 
 
-def _edit(path, body, owner, top):
+def _current(path):
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            return handle.read()
     except FileNotFoundError:
-        text = ""
-    return fileops.write_atomic(path, conf.with_block(text, body, top=top), owner=owner, mode=0o600)
+        return None
 
 
-def write_server_files(cluster, cfg, major, extra_clients=()):
-    """hamn.conf include, pg_hba/pg_ident managed blocks. Returns changed file names."""
-    owner = cluster.os_user
-    changed = []
-    settings = conf.render_settings(conf.replication_settings(cfg, cluster, major))
-    if fileops.write_atomic(os.path.join(cluster.conf_dir, conf.SETTINGS_FILE), settings, owner=owner, mode=0o644):
-        changed.append(conf.SETTINGS_FILE)
+def desired_server_files(cluster, cfg, major, extra_clients=()):
+    """{path: (text, mode)}: hamn.conf and the managed blocks of the admin's files."""
+    files = {
+        os.path.join(cluster.conf_dir, conf.SETTINGS_FILE):
+            (conf.render_settings(conf.replication_settings(cfg, cluster, major)), 0o644),
+    }
     # Includes go last so hamn's values win over earlier lines of postgresql.conf.
     for name, body, top in (
         ("postgresql.conf", conf.include_lines(), False),
         ("pg_hba.conf", conf.hba_lines(cfg, extra_clients), True),
         ("pg_ident.conf", conf.ident_lines(cfg), False),
     ):
-        if _edit(os.path.join(cluster.conf_dir, name), body, owner, top):
-            changed.append(name)
+        path = os.path.join(cluster.conf_dir, name)
+        files[path] = (conf.with_block(_current(path) or "", body, top=top), None)  # keep its mode
+    return files
+
+
+def pending(files):
+    """Paths of ``files`` ({path: (text, mode)}) whose content differs on disk."""
+    return [path for path, (text, _) in files.items() if _current(path) != text]
+
+
+def write(files, owner):
+    """Write ``files``; return the base names of those that changed."""
+    changed = []
+    for path, (text, mode) in files.items():
+        if mode is None:
+            mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o600
+        if fileops.write_atomic(path, text, owner=owner, mode=mode):
+            changed.append(os.path.basename(path))
     return changed
+
+
+def write_server_files(cluster, cfg, major, extra_clients=()):
+    """hamn.conf include, pg_hba/pg_ident managed blocks. Returns changed file names."""
+    return write(desired_server_files(cluster, cfg, major, extra_clients), cluster.os_user)

@@ -43,19 +43,21 @@ def scalar(conn, sql, params=None):
     return rows[0][0] if rows else None
 
 
-def connect_peer(host, port, user, passfile, dbname="postgres", timeout=5, physical=False):
-    """Connect to the other node with the replication role (password from ``passfile``).
+def connect_peer(host, port, user, passfile=None, dbname="postgres", timeout=5, physical=False, password=None):
+    """Connect to the other node with the replication role.
 
+    The password comes from ``passfile`` (or ``password``, for a look before the
+    password file is written); psycopg2 never echoes it in errors.
     ``physical=True`` opens a replication-protocol connection (slot management).
     """
-    kwargs = {}
+    kwargs = {"passfile": passfile} if passfile else {"password": password}
     if physical:
         from psycopg2.extras import PhysicalReplicationConnection  # pylint: disable=import-outside-toplevel
 
         kwargs["connection_factory"] = PhysicalReplicationConnection
     try:
         conn = psycopg2.connect(
-            host=host, port=port, user=user, dbname=dbname, passfile=passfile,
+            host=host, port=port, user=user, dbname=dbname,
             connect_timeout=timeout, application_name="saltext-hamn", **kwargs,
         )
     except psycopg2.Error as exc:

@@ -75,3 +75,8 @@ def version(cluster):
     if not match:
         raise HamnError(f"cannot parse PostgreSQL version from {out!r}")
     return out.strip()
+
+
+def restart(cluster, timeout=60):
+    cluster.run("pg_ctl", "restart", "-D", cluster.data_dir, "-m", "fast", "-w", "-t", str(timeout),
+                "-l", cluster.server_log, timeout=timeout + 10)

@@ -1,5 +1,8 @@
 """Replication role, slots, base backup and streaming checks."""
 
+import base64
+import hashlib
+import hmac
 import os
 import time
 
@@ -126,3 +129,47 @@ def wait_streaming(cluster, timeout=60):
             last = str(exc)
         time.sleep(0.1)
     raise HamnError(f"standby at {cluster.data_dir} not streaming after {timeout}s (last: {last})")
+
+
+def scram_matches(verifier, password):
+    """True when the stored SCRAM-SHA-256 ``verifier`` is for ``password`` (RFC 5802/7677).
+
+    Lets a state tell "password unchanged" from "update it" without ever sending or
+    logging the clear text.
+    """
+    try:
+        method, rest = verifier.split("$", 1)
+        params, keys = rest.split("$", 1)
+        iterations, salt = params.split(":", 1)
+        stored_key, server_key = keys.split(":", 1)
+        if method != "SCRAM-SHA-256":
+            return False
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+        client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+        computed_stored = base64.b64encode(hashlib.sha256(client_key).digest()).decode()
+        computed_server = base64.b64encode(hmac.new(salted, b"Server Key", "sha256").digest()).decode()
+    except (AttributeError, ValueError, TypeError):
+        return False
+    return hmac.compare_digest(computed_stored, stored_key) and hmac.compare_digest(computed_server, server_key)
+
+
+def role_state(conn, user, password):
+    """'missing', 'ok', or what differs ('password', 'attributes') for the replication role."""
+    rows = connection.query(
+        conn, "SELECT rolpassword, rolreplication, rolcanlogin FROM pg_authid WHERE rolname = %s", (user,)
+    )
+    if not rows:
+        return "missing"
+    verifier, can_replicate, can_login = rows[0]
+    if not (can_replicate and can_login):
+        return "attributes"
+    return "ok" if verifier and scram_matches(verifier, password) else "password"
+
+
+def rewind_grants_missing(conn, user):
+    return [f for f in REWIND_FUNCTIONS
+            if not connection.scalar(conn, "SELECT has_function_privilege(%s, %s, 'EXECUTE')", (user, f))]
+
+
+def slot_exists(conn, slot):
+    return bool(connection.scalar(conn, "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)))

@@ -14,22 +14,24 @@ def peer_endpoint(cfg, me):
     return cfg["nodes"][peer]["address"], pg["port"], pg["replication"]["user"]
 
 
-def peer_facts(cluster, host, port, user):
-    """Role and timeline of the peer, over a plain connection as the replication role."""
-    conn = connection.connect_peer(host, port, user, cluster.pgpass)
+def peer_facts(cluster, host, port, user, password=None):
+    """Role, timeline and system id of the peer, over a plain connection as the replication role."""
+    conn = connection.connect_peer(host, port, user, None if password else cluster.pgpass, password=password)
     try:
-        in_recovery, control_tli, walfile, current = connection.query(
+        in_recovery, control_tli, walfile, current, system_id = connection.query(
             conn,
             "SELECT pg_is_in_recovery(), (SELECT timeline_id FROM pg_control_checkpoint()),"
             " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END,"
-            " CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text",
+            " CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text,"
+            " (SELECT system_identifier FROM pg_control_system())::text",
         )[0]
     finally:
         conn.close()
     # The WAL file name carries the timeline the primary writes on now; pg_control's
     # copy only catches up at the next checkpoint.
     tli = int(walfile[:8], 16) if walfile else control_tli
-    return {"in_recovery": in_recovery, "timeline": tli, "control_timeline": control_tli, "lsn": current}
+    return {"in_recovery": in_recovery, "timeline": tli, "control_timeline": control_tli, "lsn": current,
+            "system_id": system_id}
 
 
 def prepare_access(cluster, cfg):
