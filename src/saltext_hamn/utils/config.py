@@ -113,6 +113,9 @@ DEFAULTS = {
         "backup_dir": "/var/lib/hamn/file-backups",
         "transport": "salt",
         "rsync": {"ssh_user": "root", "ssh_key": None},
+        # Prefix under which every listed path, the sync manifest and backup_dir live:
+        # / on real nodes, a per-node directory in the lab (its nodes share one filesystem).
+        "root_dir": "/",
     },
     "heartbeat": {"interval": 5, "misses": 3, "auto_failover": False},
     "fence": {"cmd": None, "timeout": 60},
@@ -555,6 +558,7 @@ SCHEMA = {
         "backup_dir": Path(),
         "transport": Str(choices=("salt", "rsync")),
         "rsync": {"ssh_user": _UNIX_USER, "ssh_key": Path(nullable=True)},
+        "root_dir": Path(),
     },
     "heartbeat": {"interval": _SECONDS, "misses": Int(1), "auto_failover": Bool()},
     "fence": {"cmd": Argv(allowed=["node"], nullable=True), "timeout": _SECONDS},
