@@ -58,12 +58,17 @@ def test_check_lag_accepts_unknown_seconds_and_small_lag():
     assert result == {"lag_bytes": 0, "lag_seconds": None, "forced": False}
 
 
-def test_rewind_refuses_a_primary_whose_promotion_is_not_checkpointed(monkeypatch):
+def stopped_node_with_peer(monkeypatch, timeline, control_timeline):
+    """A stopped former primary with data, whose peer runs as primary on ``timeline``."""
     monkeypatch.setattr(standby, "prepare_access", lambda cluster, cfg: None)
     monkeypatch.setattr(standby, "require_peer_primary", lambda cluster, cfg, me: {
-        "in_recovery": False, "timeline": 3, "control_timeline": 2, "lsn": "0/9000000"})
+        "in_recovery": False, "timeline": timeline, "control_timeline": control_timeline, "lsn": "0/9000000"})
     monkeypatch.setattr(rewind.status, "collect", lambda cluster: {"role": "stopped", "running": False})
     monkeypatch.setattr(rewind.postmaster, "has_data", lambda cluster: True)
+
+
+def test_rewind_refuses_a_primary_whose_promotion_is_not_checkpointed(monkeypatch):
+    stopped_node_with_peer(monkeypatch, timeline=3, control_timeline=2)
     monkeypatch.setattr(rewind, "rewind_capable", lambda cluster: (True, "wal_log_hints on"))
     ran = []
     monkeypatch.setattr(rewind.replication, "ensure_peer_slot", lambda *a: ran.append("slot"))
@@ -73,11 +78,7 @@ def test_rewind_refuses_a_primary_whose_promotion_is_not_checkpointed(monkeypatc
 
 
 def test_rewind_without_hints_or_checksums_needs_fallback(monkeypatch):
-    monkeypatch.setattr(standby, "prepare_access", lambda cluster, cfg: None)
-    monkeypatch.setattr(standby, "require_peer_primary", lambda cluster, cfg, me: {
-        "in_recovery": False, "timeline": 2, "control_timeline": 2, "lsn": "0/9000000"})
-    monkeypatch.setattr(rewind.status, "collect", lambda cluster: {"role": "stopped", "running": False})
-    monkeypatch.setattr(rewind.postmaster, "has_data", lambda cluster: True)
+    stopped_node_with_peer(monkeypatch, timeline=2, control_timeline=2)
     monkeypatch.setattr(rewind.postmaster, "controldata", lambda cluster: {
         "wal_log_hints setting": "off", "Data page checksum version": "0"})
     with pytest.raises(HamnError, match="fallback=True"):
