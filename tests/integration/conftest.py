@@ -59,6 +59,9 @@ def salt_master(salt_factories, lab):
             "interface": "0.0.0.0",
             "file_roots": {"base": [str(lab.spec.states_dir)]},
             "pillar_roots": {"base": [str(lab.spec.lab_dir / "pillar")]},
+            # hamn.files_synced (salt transport): the primary cp.pushes, the ext_pillar hands out.
+            "file_recv": True,
+            "ext_pillar": [{"hamn_files": {}}],
         },
     )
     with factory.started(start_timeout=120):

@@ -33,6 +33,11 @@ def node_postgres(spec, node):
     }
 
 
+def node_files(spec, node):
+    """Each lab node's listed files live under its own root (the nodes share one filesystem)."""
+    return {"root_dir": str(spec.node_dir(node) / "root")}
+
+
 def common(spec, password, major):
     return {
         "nodes": {n: {"address": a, "hostname": n} for n, a in NODE_ADDRESSES.items()},
@@ -49,6 +54,7 @@ def node_config(spec, node, password, major):
     """The validated config a node's minion will see (common tree + its own paths)."""
     raw = common(spec, password, major)
     raw["postgres"].update(node_postgres(spec, node))
+    raw["files"] = node_files(spec, node)
     return config.load(raw)
 
 
@@ -68,7 +74,8 @@ def write_tree(spec, password, major):
     files = {
         "top.sls": {"base": {"*": ["hamn"], **{n: [f"hamn_{n}"] for n in spec.nodes}}},
         "hamn.sls": {"hamn": common(spec, password, major)},
-        **{f"hamn_{n}.sls": {"hamn": {"postgres": node_postgres(spec, n)}} for n in spec.nodes},
+        **{f"hamn_{n}.sls": {"hamn": {"postgres": node_postgres(spec, n), "files": node_files(spec, n)}}
+           for n in spec.nodes},
     }
     for name, data in files.items():
         path = root / name

@@ -41,6 +41,9 @@ def write_configs(spec):
         "user": "root",
         "file_roots": {"base": [str(spec.states_dir)]},
         "pillar_roots": {"base": [str(spec.lab_dir / "pillar")]},
+        # hamn.files_synced (salt transport): the primary cp.pushes, the ext_pillar hands out.
+        "file_recv": True,
+        "ext_pillar": [{"hamn_files": {}}],
         # Lab only: the two minions are ours. A real master accepts keys by hand.
         "auto_accept": True,
         "log_level_logfile": "info",

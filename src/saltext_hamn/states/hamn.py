@@ -77,3 +77,22 @@ def replica_configured(name):
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret.update(result=False, comment=str(exc))
     return ret
+
+
+def files_synced(name):
+    """
+    The standby's copies of the ``hamn:files`` paths identical to the primary's.
+
+    The node's current role decides: the primary pushes its files to the master
+    (``cp.push``), the standby applies the primary's copy from its ``hamn_files``
+    pillar (or pulls with rsync), a stopped node does nothing. See docs/file-sync.md.
+
+    .. code-block:: yaml
+
+        hamn-files:
+          hamn.files_synced
+    """
+    from saltext_hamn.utils.filesync import state as filesync  # pylint: disable=import-outside-toplevel
+
+    return filesync.files_synced(name, salt=__salt__, opts=__opts__, pillar=__pillar__,  # pylint: disable=undefined-variable
+                                 test=__opts__["test"])  # pylint: disable=undefined-variable

@@ -2,6 +2,7 @@
 
 * :mod:`.paths`     path rules: root_dir prefixing, glob expansion, excludes, validation
 * :mod:`.manifest`  scanning a node's listed trees into manifest entries, comparing
+* :mod:`.plan`      what the standby must do for a manifest (entries validated first)
 * :mod:`.apply`     writing entries on the standby (atomic, never through symlinks)
 * :mod:`.transport` the two transports: the Salt channel (cp.push + ext_pillar) and rsync
 * :mod:`.store`     the master side: pushed manifests and objects in the master cache
