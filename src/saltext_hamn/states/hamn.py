@@ -6,6 +6,7 @@ Thin loader layer over the ``hamn`` execution module and ``saltext_hamn.utils``.
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from saltext_hamn.utils import config
+from saltext_hamn.utils.filesync import state as filesync
 from saltext_hamn.utils.pg import cluster as pg_cluster, replica
 
 __virtualname__ = "hamn"
@@ -92,7 +93,5 @@ def files_synced(name):
         hamn-files:
           hamn.files_synced
     """
-    from saltext_hamn.utils.filesync import state as filesync  # pylint: disable=import-outside-toplevel
-
     return filesync.files_synced(name, salt=__salt__, opts=__opts__, pillar=__pillar__,  # pylint: disable=undefined-variable
                                  test=__opts__["test"])  # pylint: disable=undefined-variable
