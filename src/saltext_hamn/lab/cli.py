@@ -5,9 +5,10 @@ import json
 import os
 import sys
 
-from saltext_hamn.lab import saltd
+from saltext_hamn.lab import drill, saltd
 from saltext_hamn.lab.lab import Lab, say
 from saltext_hamn.lab.spec import LabSpec
+from saltext_hamn.utils import proc
 
 
 def _parser():
@@ -60,18 +61,48 @@ def main(argv=None):
 
 
 def demo(lab):
+    """The whole drill: setup, switchover, failover after the primary dies, rejoin."""
+    spec = lab.spec
     try:
-        lab.up()
-        for node, info in lab.status()["nodes"].items():
-            say(f"{node}: {info}")
-        lab.canary_through_vip()
+        lab.prepare()
+        lab.up_salt()
+        for name in ("setup", "switchover"):
+            say(f"salt-run state.orchestrate hamn.{name}")
+            ok, steps = drill.orchestrate(spec, name)
+            drill.show(say, name, ok, steps)
+            if not ok:
+                return 1
+            if name == "setup":
+                say("lab: create the xCAT database and its role (xCAT's own setup, not hamn's)")
+                lab.xcat_database(lab.current_primary())
+        lab.canary_through_vip(raise_vip=False)
+        primary = lab.current_primary()
+        say(f"{primary} dies: SIGKILL to its PostgreSQL and its salt-minion")
+        drill.kill_node_services(spec, primary)
+        say("salt-run state.orchestrate hamn.failover")
+        ok, steps = drill.orchestrate(spec, "failover")
+        drill.show(say, "failover", ok, steps)
+        if not ok:
+            return 1
+        say(f"{primary} is back: its salt-minion starts again")
+        saltd.start_minion(spec, primary)
+        saltd.wait_minion_ready(spec, primary)
+        say("salt-run state.orchestrate hamn.rejoin")
+        ok, steps = drill.orchestrate(spec, "rejoin")
+        drill.show(say, "rejoin", ok, steps)
+        if not ok:
+            return 1
+        token = lab.canary_through_vip(raise_vip=False)
+        table = proc.run(saltd.salt_cmd(spec, "hamn.status", runner=True), check=False).stdout
+        print(table, flush=True)
     finally:
         lab.down()
     left = lab.leftovers()
     if left:
         say("left behind: " + "; ".join(left))
         return 1
-    say("demo complete: the canary row written through the VIP on the primary was read on the standby")
+    say(f"demo complete: setup, switchover, failover and rejoin done; the canary row {token} "
+        "written through the VIP on the primary was read on the standby")
     return 0
 
 

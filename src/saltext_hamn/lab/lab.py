@@ -8,7 +8,7 @@ import time
 
 import psycopg2
 
-from saltext_hamn.lab import netns, network, pillar, recorders, saltd
+from saltext_hamn.lab import fence, netns, network, pillar, recorders, saltd
 from saltext_hamn.lab.spec import NODE_ADDRESSES, VIP_ADDRESS
 from saltext_hamn.utils import proc
 from saltext_hamn.utils.errors import HamnError
@@ -78,6 +78,7 @@ class Lab:
         self.say(f"network: namespaces {', '.join(spec.namespaces)} joined by a bridge in {spec.witness_ns}")
         for node in spec.nodes:
             self._prepare_node_dirs(node)
+        fence.install(spec)
         pillar.write_tree(spec, state["replication_password"], state["major"])
 
     def replication(self, via_salt):
@@ -91,7 +92,7 @@ class Lab:
                 summary = "; ".join(f"{k}: {v}" for k, v in changes[role].items())
                 self.say(f"{node}: hamn.replica_configured as {role}: {summary}")
             if node == primary:
-                self._xcat_database(node)
+                self.xcat_database(node)
         row = replication.wait_streaming(self.cluster(standby), timeout=60)
         self.say(f"{standby}: standby streaming from {row['sender_host']} via slot {row['slot']}")
         return {"primary": primary, "standby": standby}
@@ -114,7 +115,7 @@ class Lab:
             raise HamnError(f"{node}: hamn.replica_configured failed: {ret.get('comment')}")
         return ret.get("changes") or {}
 
-    def _xcat_database(self, node):
+    def xcat_database(self, node):
         """Lab only: the xCAT DB and its role, as xCAT's own setup would create them."""
         cfg = self.node_cfg(node)
         pg = cfg["postgres"]
@@ -148,6 +149,13 @@ class Lab:
         log.touch()
         os.chown(log, pg.pw_uid, pg.pw_gid)
         recorders.install(d)
+        etc = pillar.node_root(self.spec, node) / "etc"
+        etc.mkdir(parents=True, exist_ok=True)
+        # What a freshly installed node has before the setup adjusts name resolution.
+        for name, text in (("resolv.conf", "search cluster.example\n"),
+                           ("nsswitch.conf", "passwd: files\nhosts: files myhostname dns\n")):
+            if not (etc / name).exists():
+                (etc / name).write_text(text, encoding="utf-8")
 
     def _wait_ping(self, timeout=60):
         deadline = time.monotonic() + timeout
@@ -216,12 +224,14 @@ class Lab:
         conn.autocommit = True
         return conn
 
-    def canary_through_vip(self, timeout=10):
+    def canary_through_vip(self, timeout=10, raise_vip=True):
+        """Write a canary through the VIP, read it on the standby; ``raise_vip`` puts the
+        VIP on the primary first (the orchestrations do that themselves)."""
         primary = self.current_primary()
         standby = next(n for n in self.spec.nodes if n != primary)
         cfg = self.node_cfg(primary)
         v = cfg["vip"]
-        raised = vip.up(cfg, netns=self.spec.node_ns(primary))
+        raised = vip.up(cfg, netns=self.spec.node_ns(primary)) if raise_vip else {"changed": False}
         if raised["changed"]:
             self.say(f"{primary}: VIP {v['address']}/{v['prefix']} up on {v['label']} "
                      f"(ARP probe: free; {raised['garp_sent']} gratuitous ARPs)")

@@ -33,28 +33,42 @@ def node_postgres(spec, node):
     }
 
 
-def node_files(spec, node):
-    """Each lab node's listed files live under its own root (the nodes share one filesystem)."""
-    return {"root_dir": str(spec.node_dir(node) / "root")}
+def node_root(spec, node):
+    """Each lab node's own "/" for synced and xCAT files (the nodes share one filesystem)."""
+    return spec.node_dir(node) / "root"
+
+
+def node_overrides(spec, node):
+    """The per-node part of the lab pillar."""
+    root = node_root(spec, node)
+    return {
+        "postgres": node_postgres(spec, node),
+        "files": {"root_dir": str(root)},
+        "xcat": {"resolv_conf": str(root / "etc" / "resolv.conf"),
+                 "nsswitch_conf": str(root / "etc" / "nsswitch.conf")},
+    }
 
 
 def common(spec, password, major):
     return {
-        "nodes": {n: {"address": a, "hostname": n} for n, a in NODE_ADDRESSES.items()},
+        # No DNS in the lab: the "host names" are the addresses, which resolve without a lookup.
+        "nodes": {n: {"address": a, "hostname": a} for n, a in NODE_ADDRESSES.items()},
         "initial_primary": "mn1",
         "vip": {"address": VIP_ADDRESS, "prefix": PREFIXLEN, "interface": NODE_IFACE, "label": f"{NODE_IFACE}:0"},
         # The witness plays the compute-node/service-node client of the xCAT DB.
         "postgres": {"version": major, "db_clients": [WITNESS_ADDRESS], "auto_rebuild": True,
                      "replication": {"password": password}},
         "preflight": {"check_install": False},
+        # "Power off" for the lab: kills everything in the node's namespace, drops the VIP.
+        "fence": {"cmd": [str(spec.lab_dir / "bin" / "fence"), "{node}"]},
     }
 
 
 def node_config(spec, node, password, major):
     """The validated config a node's minion will see (common tree + its own paths)."""
     raw = common(spec, password, major)
-    raw["postgres"].update(node_postgres(spec, node))
-    raw["files"] = node_files(spec, node)
+    for key, value in node_overrides(spec, node).items():
+        raw[key] = {**raw.get(key, {}), **value}
     return config.load(raw)
 
 
@@ -74,8 +88,7 @@ def write_tree(spec, password, major):
     files = {
         "top.sls": {"base": {"*": ["hamn"], **{n: [f"hamn_{n}"] for n in spec.nodes}}},
         "hamn.sls": {"hamn": common(spec, password, major)},
-        **{f"hamn_{n}.sls": {"hamn": {"postgres": node_postgres(spec, n), "files": node_files(spec, n)}}
-           for n in spec.nodes},
+        **{f"hamn_{n}.sls": {"hamn": node_overrides(spec, n)} for n in spec.nodes},
     }
     for name, data in files.items():
         path = root / name

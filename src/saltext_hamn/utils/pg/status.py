@@ -77,7 +77,8 @@ def collect(cluster):
             info["lag_bytes"] = lsn.lag(received, replayed)
             info["lag_seconds"] = 0.0 if info["lag_bytes"] == 0 else _num(replay_age)
         else:
-            info["role"] = "primary"
+            # A promoted primary keeps its last receive/replay positions: not meaningful.
+            info.update(role="primary", received_lsn=None, replayed_lsn=None)
             info["timeline"] = _primary_timeline(conn)
             info["standbys"] = [
                 {"name": n, "address": addr, "state": st, "sync_state": sync, "replay_lsn": rl,

@@ -1,0 +1,72 @@
+"""Run the hamn orchestrations in the lab and report them a line per step."""
+
+import json
+import os
+import signal
+import time
+
+from saltext_hamn.lab import netns, saltd
+from saltext_hamn.utils import proc
+from saltext_hamn.utils.errors import HamnError
+
+
+def orchestrate(spec, name, test=False, pillar=None, timeout=900):
+    """``salt-run state.orchestrate hamn.<name>`` on the lab master.
+
+    Returns (ok, steps) with steps as [(state id, result, seconds, comment)] in run order.
+    """
+    args = ["state.orchestrate", f"hamn.{name}", "--out=json"]
+    if test:
+        args.append("test=True")
+    if pillar:
+        args.append("pillar=" + json.dumps(pillar))
+    result = proc.run(saltd.salt_cmd(spec, *args, runner=True), check=False, timeout=timeout)
+    try:
+        data = json.loads(result.stdout)
+    except ValueError as exc:
+        raise HamnError(f"state.orchestrate hamn.{name} gave no JSON: {result.stdout[-500:]} {result.stderr[-500:]}") from exc
+    states = next(iter(data.get("data", {}).values()), {})
+    if isinstance(states, list):  # render errors come back as a list of strings
+        return False, [("render", False, 0.0, "; ".join(map(str, states)))]
+    steps = []
+    for ret in sorted(states.values(), key=lambda r: r.get("__run_num__", 0)):
+        comment = ret.get("comment", "")
+        returned = (ret.get("changes") or {}).get("return")
+        if ret.get("result") is False and isinstance(returned, str):
+            comment = returned.strip().splitlines()[-1]
+        steps.append((ret.get("__id__"), ret.get("result"), round(ret.get("duration", 0) / 1000, 2), comment))
+    ok = data.get("retcode", 0) == 0 and all(r is not False for _, r, _, _ in steps)
+    return ok, steps
+
+
+def show(say, name, ok, steps):
+    for ident, result, seconds, comment in steps:
+        if comment.startswith("State was not run because onfail"):
+            continue  # the failure-recording step of a run that did not fail
+        mark = {True: "ok  ", None: "... ", False: "FAIL"}[result]
+        line = f"  {mark} {ident} ({seconds:.1f}s)"
+        if result is False:
+            line += f": {comment}"
+        say(line)
+    say(f"hamn.{name}: {'done' if ok else 'FAILED'}")
+
+
+def kill_node_services(spec, node, names=("postgres", "salt-minion")):
+    """SIGKILL the named processes in a node's namespace (the 'primary dies' drill)."""
+    killed = []
+    for pid in netns.pids(spec.node_ns(node)):
+        try:
+            with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
+                comm = handle.read().strip()
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmd = handle.read().decode(errors="replace")
+        except OSError:
+            continue
+        if comm in names or any(n in cmd for n in names):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+    time.sleep(0.2)
+    return killed

@@ -1,0 +1,207 @@
+"""The orchestrations end to end in their own lab (plain salt-master and minions in
+the namespaces, driven with salt-run as an admin would): setup from empty data
+dirs, switchover under continuous writes, failover after SIGKILL and after a
+network cut, rejoin, dry runs, the lock, a failing hook, the audit events.
+
+The tests run in order and hand the pair from one to the next."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from saltext_hamn.lab import drill, fence, netns, recorders, saltd
+from saltext_hamn.lab.lab import Lab
+from saltext_hamn.lab.spec import VIP_ADDRESS, LabSpec
+from saltext_hamn.utils.orch import lock
+from saltext_hamn.utils.pg import connection, postmaster, status
+
+pytestmark = [pytest.mark.root, pytest.mark.postgres]
+
+
+@pytest.fixture(scope="module")
+def lab(lab_spec):
+    spec = LabSpec(prefix=f"{lab_spec.prefix}o", base_dir=str(lab_spec.lab_dir / "orch"))
+    lab = Lab(spec, out=lambda message: None)
+    lab.prepare()
+    lab.up_salt()
+    yield lab
+    lab.down()
+
+
+def run(lab, name, **kwargs):
+    ok, steps = drill.orchestrate(lab.spec, name, **kwargs)
+    return ok, {ident: (result, comment) for ident, result, _, comment in steps}
+
+
+def roles(lab):
+    out = subprocess.run(saltd.salt_cmd(lab.spec, "hamn.roles", "--out=json", runner=True),
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def rows(lab, node):
+    with connection.session(lab.cluster(node), "xcatdb") as conn:
+        return {r[0] for r in connection.query(conn, "SELECT id FROM hamn_writer")}
+
+
+def test_setup_dry_run_changes_nothing_then_builds_the_pair(lab):
+    ok, steps = run(lab, "setup", test=True)
+    assert ok and all(result is None for result, _ in steps.values())
+    assert "configure replication on the primary mn1" in steps
+    assert not postmaster.has_data(lab.cluster("mn1")) and not postmaster.has_data(lab.cluster("mn2"))
+
+    ok, steps = run(lab, "setup")
+    assert ok, steps
+    pair = roles(lab)
+    assert (pair["primary"], pair["standby"], pair["vip_holder"]) == ("mn1", "mn2", "mn1")
+    assert pair["answers"]["mn2"]["wal_receiver"]["status"] == "streaming"
+    for node in ("mn1", "mn2"):
+        etc = lab.spec.node_dir(node) / "root" / "etc"
+        assert (etc / "resolv.conf").read_text().startswith(f"nameserver {VIP_ADDRESS}\n")
+        assert "hosts:          files dns" in (etc / "nsswitch.conf").read_text()
+    calls = recorders.calls(lab.spec.node_dir("mn1"))
+    assert ("chdef", f"-t site master={VIP_ADDRESS}") in calls
+    assert ("chdef", f"-t site nameservers={VIP_ADDRESS}") in calls
+    lab.xcat_database("mn1")  # xCAT's own DB setup, simulated
+
+
+def test_second_orchestration_is_refused_while_one_runs(lab):
+    path = os.path.join(str(lab.spec.lab_dir), "salt", "master", "var", "cache", "salt", "master", "hamn",
+                        "orchestration.lock")
+    running = subprocess.Popen(["sleep", "60"])
+    try:
+        lock.acquire(path, "switchover", ttl=3600, pid=running.pid)
+        ok, steps = run(lab, "failover")
+        assert not ok
+        assert "another hamn orchestration is running: switchover" in steps["take the hamn lock"][1]
+        assert roles(lab)["primary"] == "mn1"  # nothing happened
+    finally:
+        running.kill()
+        running.wait()
+    ok, steps = run(lab, "switchover", test=True)  # a dead holder's lock is no obstacle
+    assert ok
+
+
+class Writer(threading.Thread):
+    """A client writing through the VIP, logging every acknowledged commit."""
+
+    def __init__(self, lab):
+        super().__init__(daemon=True)
+        self.lab, self.acked, self.errors, self.stop = lab, [], 0, threading.Event()
+
+    def run(self):
+        conn, n = None, 0
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = self.lab.client_connect(VIP_ADDRESS)
+                    connection.query(conn, "CREATE TABLE IF NOT EXISTS hamn_writer (id int PRIMARY KEY)")
+                n += 1
+                connection.query(conn, "INSERT INTO hamn_writer VALUES (%s)", (n,))
+                self.acked.append(n)  # only after the commit returned
+            except psycopg2.Error:
+                self.errors += 1
+                conn = None
+                time.sleep(0.05)
+            time.sleep(0.005)
+
+
+def test_switchover_under_writes_loses_no_acknowledged_row(lab):
+    writer = Writer(lab)
+    writer.start()
+    time.sleep(1)
+    ok, steps = run(lab, "switchover")
+    time.sleep(1.5)
+    writer.stop.set()
+    writer.join(10)
+    assert ok, steps
+    pair = roles(lab)
+    assert (pair["primary"], pair["vip_holder"]) == ("mn2", "mn2")
+    assert pair["answers"]["mn1"]["wal_receiver"]["sender_host"] == "198.51.100.12"
+    acked_before_and_after = set(writer.acked)
+    assert len(acked_before_and_after) > 50
+    assert acked_before_and_after <= rows(lab, "mn2"), "an acknowledged row is missing on the new primary"
+    assert max(writer.acked) in rows(lab, "mn2")  # writes resumed through the VIP
+    ok, _ = run(lab, "switchover")  # and back
+    assert ok and roles(lab)["primary"] == "mn1"
+
+
+def test_events_follow_each_step(lab):
+    listener = subprocess.Popen(saltd.salt_cmd(lab.spec, "state.event", "tagmatch=hamn/switchover/*", "count=-1",
+                                               runner=True), stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)
+        ok, _ = run(lab, "switchover")
+        time.sleep(1)
+    finally:
+        listener.terminate()
+        out = listener.communicate(timeout=20)[0]
+    assert ok
+    tags = [line.split()[0] for line in out.splitlines() if line.startswith("hamn/")]
+    for tag in ("lock", "check", "stop-db", "wait-for-lsn", "promote", "vip-up", "post-promotion", "rejoin",
+                "verify", "finished", "unlock"):
+        assert f"hamn/switchover/{tag}" in tags, tags
+    assert roles(lab)["primary"] == "mn2"
+
+
+def test_failing_hook_stops_the_run_with_a_clear_error(lab):
+    node_dir = lab.spec.node_dir("mn1")  # the node about to become primary
+    recorders.set_failure(node_dir, "makedhcp", 2)
+    try:
+        ok, steps = run(lab, "switchover")
+    finally:
+        recorders.set_failure(node_dir, "makedhcp", None)
+    assert not ok
+    result, comment = steps["run the post-promotion commands on mn1"]
+    assert result is False and "makedhcp failed (exit 2)" in comment
+    assert steps["rejoin mn2 as standby of mn1"][0] is False  # skipped: its requisite failed
+    assert recorders.calls(node_dir)[-1] == ("makedhcp", "-a")  # makeconservercf never ran
+    ok, _ = run(lab, "rejoin")  # the admin fixes the hook, then rejoins mn2
+    assert ok
+    pair = roles(lab)
+    assert (pair["primary"], pair["standby"]) == ("mn1", "mn2")
+
+
+def test_failover_after_the_primary_is_killed_then_rejoin(lab):
+    before = rows(lab, "mn1")
+    drill.kill_node_services(lab.spec, "mn1")
+    ok, steps = run(lab, "failover")
+    assert ok, steps
+    assert "fence mn1 (not answering)" in steps
+    assert fence.fenced(lab.spec)[-1] == "mn1"
+    pair = roles(lab)
+    assert (pair["primary"], pair["vip_holder"]) == ("mn2", "mn2")
+    assert ("makeconservercf", "") in recorders.calls(lab.spec.node_dir("mn2"))
+    assert before <= rows(lab, "mn2")
+
+    saltd.start_minion(lab.spec, "mn1")  # the failed node is back up
+    saltd.wait_minion_ready(lab.spec, "mn1")
+    ok, steps = run(lab, "rejoin")
+    assert ok, steps
+    assert status.collect(lab.cluster("mn1"))["wal_receiver"]["sender_host"] == "198.51.100.12"
+    assert rows(lab, "mn1") == rows(lab, "mn2")
+
+
+def test_failover_when_the_primary_is_cut_off_the_network(lab):
+    w = lab.spec.witness_ns
+    netns.ip("-n", w, "link", "set", lab.spec.veth("mn2"), "down")  # mn2 (primary) cut off
+    try:
+        ok, steps = run(lab, "failover")
+    finally:
+        netns.ip("-n", w, "link", "set", lab.spec.veth("mn2"), "up")
+    assert ok, steps
+    assert fence.fenced(lab.spec)[-1] == "mn2"
+    pair = roles(lab)
+    assert (pair["primary"], pair["vip_holder"]) == ("mn1", "mn1")
+    saltd.start_minion(lab.spec, "mn2")
+    saltd.wait_minion_ready(lab.spec, "mn2")
+    ok, steps = run(lab, "rejoin")
+    assert ok, steps
+    pair = roles(lab)
+    assert (pair["primary"], pair["standby"], pair["split_brain"]) == ("mn1", "mn2", False)
+    assert rows(lab, "mn2") == rows(lab, "mn1")

@@ -1,0 +1,79 @@
+"""Master-side pieces of the orchestrations: lock, role discovery, report, history."""
+
+import os
+import subprocess
+
+import pytest
+
+from saltext_hamn.utils.orch import discovery, history, lock, report
+
+
+def test_lock_refuses_a_second_run_and_names_the_first(tmp_path):
+    path = str(tmp_path / "hamn" / "orchestration.lock")
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        lock.acquire(path, "switchover", ttl=3600, pid=sleeper.pid)
+        with pytest.raises(lock.LockHeld, match=r"running: switchover \(pid"):
+            lock.acquire(path, "failover", ttl=3600)
+        assert lock.release(path, "failover") is False  # not the holder
+        assert lock.release(path, "switchover") is True
+        assert lock.acquire(path, "failover", ttl=3600)["took_over"] is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_lock_of_a_dead_or_expired_run_is_taken_over(tmp_path):
+    path = str(tmp_path / "orchestration.lock")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock.acquire(path, "switchover", ttl=3600, pid=dead.pid)
+    taken = lock.acquire(path, "failover", ttl=3600)
+    assert taken["took_over"]["name"] == "switchover"
+    lock.acquire(path, "failover", ttl=3600)  # re-entrant for the same run
+    old = lock.read(path)
+    taken = lock.acquire(path, "rejoin", ttl=10, pid=1, now=old["started"] + 11)  # pid 1 lives, but expired
+    assert taken["took_over"]["name"] == "failover"
+
+
+def status(role, vip=False):
+    return {"role": role, "vip": vip}
+
+
+@pytest.mark.parametrize("answers, expected", [
+    ({"mn1": status("primary", True), "mn2": status("standby")},
+     {"primary": "mn1", "standby": "mn2", "vip_holder": "mn1", "split_brain": False, "unreachable": []}),
+    ({"mn2": status("standby")},
+     {"primary": None, "standby": "mn2", "failed": "mn1", "unreachable": ["mn1"]}),
+    ({"mn1": status("primary"), "mn2": status("stopped")},
+     {"primary": "mn1", "standby": "mn2"}),
+    ({"mn1": status("primary", True), "mn2": status("primary", True)},
+     {"primary": None, "split_brain": True}),
+    ({"mn1": "ERROR: not available", "mn2": status("standby")},
+     {"unreachable": ["mn1"], "failed": "mn1"}),
+])
+def test_roles(answers, expected):
+    found = discovery.roles(["mn2", "mn1"], answers)
+    assert {k: found.get(k) for k in expected} == expected
+
+
+def test_report_side_by_side_with_unreachable_node_and_history():
+    text = report.table(["mn1", "mn2"], {"mn2": {"role": "primary", "timeline": 3, "vip": True}},
+                        [{"name": "failover", "result": "done", "finished": "2026-11-25T03:00:00"}])
+    lines = text.splitlines()
+    assert lines[0].split() == ["mn1", "mn2"]
+    assert lines[1].split() == ["role", "(unreachable)", "primary"]
+    assert "VIP" in text and "held" in text
+    assert lines[-1].startswith("last orchestration: failover done at 2026-11-25T03:00:00")
+
+
+def test_history_keeps_statuses_and_runs(tmp_path):
+    history.remember_statuses(str(tmp_path), {"mn1": {"role": "primary", "current_lsn": "0/5000000"}})
+    history.remember_statuses(str(tmp_path), {"mn2": {"role": "standby"}})
+    known = history.last_statuses(str(tmp_path))
+    assert known["mn1"]["status"]["current_lsn"] == "0/5000000" and "seen" in known["mn2"]
+    for i in range(history.KEEP + 3):
+        history.append(str(tmp_path), "switchover", "done", f"run {i}")
+    runs = history.load(str(tmp_path))
+    assert len(runs) == history.KEEP and runs[-1]["summary"] == f"run {history.KEEP + 2}"
+    assert not [p for p in os.listdir(tmp_path) if ".json." in p]  # no temp files left
