@@ -7,6 +7,7 @@ The tests run in order and hand the pair from one to the next."""
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -205,3 +206,13 @@ def test_failover_when_the_primary_is_cut_off_the_network(lab):
     pair = roles(lab)
     assert (pair["primary"], pair["standby"], pair["split_brain"]) == ("mn1", "mn2", False)
     assert rows(lab, "mn2") == rows(lab, "mn1")
+
+
+def test_status_runner_shows_both_nodes_and_the_last_run(lab):
+    out = subprocess.run(saltd.salt_cmd(lab.spec, "hamn.status", runner=True), capture_output=True, text=True,
+                         check=True).stdout
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert out.splitlines()[0].split() == ["mn1", "mn2"]
+    assert lines["role"] == ["primary", "standby"]
+    assert lines["VIP"] == ["held", "-"]
+    assert re.search(r"^last orchestration: \w+ done at ", out, re.M)

@@ -53,21 +53,24 @@ def _nodes(tgt):
     return sorted(nodes)
 
 
-def _call(tgt, fun, arg=(), kwarg=None, timeout=60, tgt_type="list"):
+def _call(tgt, fun, arg=(), kwarg=None, timeout=60, tgt_type="list", gather_job_timeout=None):
     client = salt.client.get_local_client(mopts=__opts__)  # noqa: F821
+    extra = {"gather_job_timeout": gather_job_timeout} if gather_job_timeout else {}
     return client.cmd(list(tgt) if tgt_type == "list" else tgt, fun, arg=list(arg), kwarg=kwarg or {},
-                      tgt_type=tgt_type, timeout=timeout, full_return=True)
+                      tgt_type=tgt_type, timeout=timeout, full_return=True, **extra)
 
 
 def _answers(nodes, timeout):
-    raw = _call(nodes, "hamn.status", timeout=timeout)
+    # hamn.status answers in milliseconds: a node silent for `timeout` is down, and
+    # there is no job worth looking for on it (short gather_job_timeout).
+    raw = _call(nodes, "hamn.status", timeout=timeout, gather_job_timeout=2)
     answers = {n: r["ret"] for n, r in raw.items() if isinstance(r, dict) and r.get("retcode", 1) == 0
                and isinstance(r.get("ret"), dict)}
     history.remember_statuses(_dir(), answers)
     return answers
 
 
-def roles(tgt=DEFAULT_TGT, timeout=10):
+def roles(tgt=DEFAULT_TGT, timeout=5):
     """
     Ask both nodes for ``hamn.status`` and sum up the pair: primary, standby,
     unreachable nodes, VIP holder, split brain; plus each node's answer and the
@@ -93,7 +96,7 @@ def roles(tgt=DEFAULT_TGT, timeout=10):
     return summary
 
 
-def check(orchestration, tgt=DEFAULT_TGT, timeout=10):
+def check(orchestration, tgt=DEFAULT_TGT, timeout=5):
     """
     Fail unless both nodes answer, one is primary, the other streams from it,
     nothing is in maintenance, and the standby's lag is within the pillar's
@@ -130,7 +133,7 @@ def check(orchestration, tgt=DEFAULT_TGT, timeout=10):
     return {"primary": primary, "standby": standby, "lag_bytes": lag}
 
 
-def status(tgt=DEFAULT_TGT, timeout=10, raw=False):
+def status(tgt=DEFAULT_TGT, timeout=5, raw=False):
     """
     Both nodes side by side: role, timeline, LSNs, lag, VIP holder, services, and
     the last orchestration run.
