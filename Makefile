@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv unit functional integration lab-down clean
+.PHONY: demo test deps venv unit functional integration bench lab-down clean
 
 demo: deps $(STAMP)  ## bring the lab up, show replication through the VIP, tear down
 	$(VENV)/bin/hamn-lab demo
@@ -33,6 +33,9 @@ $(STAMP): setup.py pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
+
+bench: deps $(STAMP)  ## on demand, not in CI: switchover/failover outage, medians
+	$(PY) benchmarks/failover_times.py --runs 5
 
 lab-down: $(STAMP)  ## remove a lab left by an interrupted run
 	$(VENV)/bin/hamn-lab down

@@ -10,7 +10,9 @@
 {%- set orch = "switchover" %}
 {%- set pair = salt["saltutil.runner"]("hamn.roles") %}
 {%- set old, new = pair.primary, pair.standby %}
-{%- set sn = ((pair.config or {}).get("services") or {}).get("service_nodes") or {} %}
+{%- set cfg = pair.config or {} %}
+{%- set sn = (cfg.get("services") or {}).get("service_nodes") or {} %}
+{%- set reset = (cfg.get("hooks") or {}).get("diskless_reset") or {} %}
 {%- set steps = [] %}
 
 {{ runner(steps, "take the hamn lock", "hamn.lock", orchestration=orch) }}
@@ -32,6 +34,10 @@
 {{ step(orch, steps, "start " ~ name ~ " on the service nodes", "service-nodes-start", sn.target, "service.start",
         args=[name], tgt_type=sn.tgt_type) }}
 {%- endfor %}
+{%- if reset.get("enabled") %}
+{{ step(orch, steps, "reset the diskless nodes (" ~ reset.noderange ~ ")", "diskless-reset", new, "hamn.run_hooks",
+        kwargs={"which": "diskless_reset"}, timeout=1800) }}
+{%- endif %}
 {{ step(orch, steps, "rejoin " ~ old ~ " as standby of " ~ new, "rejoin", old, "hamn.rewind",
         kwargs={"fallback": True}, timeout=3600) }}
 {{ step(orch, steps, "verify replication " ~ new ~ " -> " ~ old, "verify", new, "hamn.verify_replication") }}

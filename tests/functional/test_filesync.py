@@ -13,7 +13,7 @@ import pytest
 
 from saltext_hamn.utils.filesync import apply as fapply
 from saltext_hamn.utils.filesync import state
-from tests.filesync_support import FakeMaster
+from tests.filesync_support import FakeMaster, put, snapshot
 
 pytestmark = [pytest.mark.root]
 
@@ -29,24 +29,6 @@ def _user(*names):
 
 PG = _user("postgres", "daemon")  # two non-root owners (looked up without failing collection)
 NOBODY = _user("nobody")
-
-
-def put(root, rel, text=None, mode=0o644, owner=None, link=None, mtime=None):
-    path = root / rel.lstrip("/")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if link is not None:
-        os.symlink(link, path)
-        return path
-    if text is None:
-        path.mkdir(exist_ok=True)
-    else:
-        path.write_text(text)
-    if owner is not None:
-        os.chown(path, owner.pw_uid, owner.pw_gid)
-    os.chmod(path, mode)
-    if mtime is not None:
-        os.utime(path, ns=(mtime, mtime))
-    return path
 
 
 def primary_tree(root):
@@ -70,28 +52,6 @@ def primary_tree(root):
     put(root, "/root/.ssh/authorized_keys", "PRIMARY TRUST\n", 0o600)
     put(root, "/root/.ssh/known_hosts", "PRIMARY HOSTS\n", 0o644)
     put(root, "/etc/hosts", "198.51.100.11 mn1\n", 0o644)
-
-
-def snapshot(root, skip=("authorized_keys", "known_hosts", ".edit.swp")):
-    """Everything a sync must preserve, per logical path."""
-    out = {}
-    for directory, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(directory, name)
-            logical = "/" + os.path.relpath(path, root)
-            if name in skip or name.endswith(".swp") or logical.startswith("/var"):
-                continue
-            st = os.lstat(path)
-            item = {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
-                    "type": stat.S_IFMT(st.st_mode)}
-            if stat.S_ISLNK(st.st_mode):
-                item["target"] = os.readlink(path)
-            elif stat.S_ISREG(st.st_mode):
-                item["mtime_ns"] = st.st_mtime_ns
-                with open(path, "rb") as handle:
-                    item["content"] = handle.read()
-            out[logical] = item
-    return out
 
 
 def full_state(root):

@@ -5,6 +5,7 @@ Each node's listed paths live under its own ``hamn:files:root_dir``
 (``<lab>/<node>/root``) because the lab's nodes share one filesystem.
 """
 
+import functools
 import os
 import pwd
 import shutil
@@ -13,51 +14,18 @@ import time
 
 import pytest
 
+from tests import filesync_support
+
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 KEY_OWNER = next((p for p in pwd.getpwall() if p.pw_name == "postgres"), pwd.getpwuid(os.getuid()))
 MTIME = 1_650_000_000_987_654_321
+put = functools.partial(filesync_support.put, mtime=MTIME)
+snapshot = filesync_support.snapshot
 
 
 def root_of(lab, node):
     return lab.spec.node_dir(node) / "root"
-
-
-def put(root, rel, text=None, mode=0o644, owner=None, link=None, mtime=MTIME):
-    path = root / rel.lstrip("/")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if link is not None:
-        os.symlink(link, path)
-        return
-    if text is None:
-        path.mkdir(exist_ok=True)
-    else:
-        path.write_text(text)
-    if owner is not None:
-        os.chown(path, owner.pw_uid, owner.pw_gid)
-    os.chmod(path, mode)
-    if text is not None:
-        os.utime(path, ns=(mtime, mtime))
-
-
-def snapshot(root):
-    """What the sync must make identical (each node keeps its own ssh trust files)."""
-    out = {}
-    for directory, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(directory, name)
-            logical = "/" + os.path.relpath(path, root)
-            if name in ("authorized_keys", "known_hosts") or logical.startswith("/var"):
-                continue
-            st = os.lstat(path)
-            item = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
-            if stat.S_ISLNK(st.st_mode):
-                item += (os.readlink(path),)
-            elif stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as handle:
-                    item += (st.st_mtime_ns, handle.read())
-            out[logical] = item
-    return out
 
 
 def apply(salt_cli, node, **kwargs):

@@ -9,13 +9,12 @@ import json
 import os
 import re
 import subprocess
-import threading
 import time
 
-import psycopg2
 import pytest
 
 from saltext_hamn.lab import drill, fence, netns, recorders, saltd
+from saltext_hamn.lab.client import VipWriter
 from saltext_hamn.lab.lab import Lab
 from saltext_hamn.lab.spec import VIP_ADDRESS, LabSpec
 from saltext_hamn.utils.orch import lock
@@ -88,38 +87,13 @@ def test_second_orchestration_is_refused_while_one_runs(lab):
     assert ok
 
 
-class Writer(threading.Thread):
-    """A client writing through the VIP, logging every acknowledged commit."""
-
-    def __init__(self, lab):
-        super().__init__(daemon=True)
-        self.lab, self.acked, self.errors, self.stop = lab, [], 0, threading.Event()
-
-    def run(self):
-        conn, n = None, 0
-        while not self.stop.is_set():
-            try:
-                if conn is None:
-                    conn = self.lab.client_connect(VIP_ADDRESS)
-                    connection.query(conn, "CREATE TABLE IF NOT EXISTS hamn_writer (id int PRIMARY KEY)")
-                n += 1
-                connection.query(conn, "INSERT INTO hamn_writer VALUES (%s)", (n,))
-                self.acked.append(n)  # only after the commit returned
-            except psycopg2.Error:
-                self.errors += 1
-                conn = None
-                time.sleep(0.05)
-            time.sleep(0.005)
-
-
 def test_switchover_under_writes_loses_no_acknowledged_row(lab):
-    writer = Writer(lab)
+    writer = VipWriter(lab)
     writer.start()
     time.sleep(1)
     ok, steps = run(lab, "switchover")
     time.sleep(1.5)
-    writer.stop.set()
-    writer.join(10)
+    writer.finish()
     assert ok, steps
     pair = roles(lab)
     assert (pair["primary"], pair["vip_holder"]) == ("mn2", "mn2")
@@ -234,3 +208,31 @@ def test_status_runner_shows_both_nodes_and_the_last_run(lab):
     primary_column = lines["role"].index("primary")
     assert lines["VIP"][primary_column] == "held" and lines["VIP"][1 - primary_column] == "-"
     assert re.search(r"^last orchestration: \w+ done at ", out, re.M)
+
+
+def test_diskless_reset_is_an_optional_pillar_enabled_step(lab):
+    import yaml
+
+    pair = roles(lab)
+    old, new = pair["primary"], pair["standby"]
+    pillar_files = [lab.spec.lab_dir / "pillar" / f"hamn_{n}.sls" for n in ("mn1", "mn2")]
+    saved = [p.read_text() for p in pillar_files]
+    try:
+        for path in pillar_files:
+            data = yaml.safe_load(path.read_text())
+            data["hamn"]["hooks"] = {"diskless_reset": {"enabled": True, "noderange": "compute"}}
+            path.write_text(yaml.safe_dump(data))
+        subprocess.run(saltd.salt_cmd(lab.spec, "*", "saltutil.refresh_pillar", "wait=True"), check=True,
+                       capture_output=True)
+        ok, steps = run(lab, "switchover")
+        assert ok, steps
+        assert steps["reset the diskless nodes (compute)"][0] is True
+        assert recorders.calls(lab.spec.node_dir(new))[-1] == ("rpower", "compute reset")
+    finally:
+        for path, text in zip(pillar_files, saved):
+            path.write_text(text)
+        subprocess.run(saltd.salt_cmd(lab.spec, "*", "saltutil.refresh_pillar", "wait=True"), check=True,
+                       capture_output=True)
+    ok, steps = run(lab, "switchover", test=True)
+    assert not any("diskless" in ident for ident in steps)
+    assert roles(lab)["primary"] == new and old != new

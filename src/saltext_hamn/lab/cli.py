@@ -9,6 +9,7 @@ from saltext_hamn.lab import drill, saltd
 from saltext_hamn.lab.lab import Lab, say
 from saltext_hamn.lab.spec import LabSpec
 from saltext_hamn.utils import proc
+from saltext_hamn.utils.errors import HamnError
 
 
 def _parser():
@@ -63,38 +64,35 @@ def main(argv=None):
 def demo(lab):
     """The whole drill: setup, switchover, failover after the primary dies, rejoin."""
     spec = lab.spec
+
+    def orchestrate(name):
+        say(f"salt-run state.orchestrate hamn.{name}")
+        ok, steps = drill.orchestrate(spec, name)
+        drill.show(say, name, ok, steps)
+        if not ok:
+            raise HamnError(f"hamn.{name} failed")
+
     try:
         lab.prepare()
         lab.up_salt()
-        for name in ("setup", "switchover"):
-            say(f"salt-run state.orchestrate hamn.{name}")
-            ok, steps = drill.orchestrate(spec, name)
-            drill.show(say, name, ok, steps)
-            if not ok:
-                return 1
-            if name == "setup":
-                say("lab: create the xCAT database and its role (xCAT's own setup, not hamn's)")
-                lab.xcat_database(lab.current_primary())
+        orchestrate("setup")
+        say("lab: create the xCAT database and its role (xCAT's own setup, not hamn's)")
+        lab.xcat_database(lab.current_primary())
+        orchestrate("switchover")
         lab.canary_through_vip(raise_vip=False)
         primary = lab.current_primary()
         say(f"{primary} dies: SIGKILL to its PostgreSQL and its salt-minion")
         drill.kill_node_services(spec, primary)
-        say("salt-run state.orchestrate hamn.failover")
-        ok, steps = drill.orchestrate(spec, "failover")
-        drill.show(say, "failover", ok, steps)
-        if not ok:
-            return 1
+        orchestrate("failover")
         say(f"{primary} is back: its salt-minion starts again")
         saltd.start_minion(spec, primary)
         saltd.wait_minion_ready(spec, primary)
-        say("salt-run state.orchestrate hamn.rejoin")
-        ok, steps = drill.orchestrate(spec, "rejoin")
-        drill.show(say, "rejoin", ok, steps)
-        if not ok:
-            return 1
+        orchestrate("rejoin")
         token = lab.canary_through_vip(raise_vip=False)
-        table = proc.run(saltd.salt_cmd(spec, "hamn.status", runner=True), check=False).stdout
-        print(table, flush=True)
+        print(proc.run(saltd.salt_cmd(spec, "hamn.status", runner=True), check=False).stdout, flush=True)
+    except HamnError as exc:
+        say(f"demo failed: {exc}")
+        return 1
     finally:
         lab.down()
     left = lab.leftovers()

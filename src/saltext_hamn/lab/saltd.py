@@ -82,13 +82,7 @@ def read_pid(path):
         return None
 
 
-def alive(pid):
-    """True for a live process (a zombie counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
+alive = proc.alive
 
 
 def start_master(spec):

@@ -44,3 +44,12 @@ def as_user(os_user, argv):
     if os.geteuid() == pwd.getpwnam(os_user).pw_uid:
         return list(argv)
     return ["runuser", "-u", os_user, "--", *argv]
+
+
+def alive(pid):
+    """True for a live process; a zombie counts as dead (``kill -0`` would say alive)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False

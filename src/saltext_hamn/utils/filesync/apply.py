@@ -13,6 +13,7 @@
   into ``<backup_dir>/<timestamp>/<path>``.
 """
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -104,12 +105,25 @@ class Applier:
     def _tmp_name(self, phys):
         return os.path.join(os.path.dirname(phys), f"{paths.TEMP_PREFIX}{secrets.token_hex(6)}.tmp")
 
+    @contextlib.contextmanager
+    def _replacing(self, phys):
+        """Yield a temp name next to ``phys``; rename it over ``phys`` when the block
+        succeeds, remove it when it fails; then fsync the directory."""
+        tmp = self._tmp_name(phys)
+        try:
+            yield tmp
+            os.replace(tmp, phys)
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+        self._fsync_dir(os.path.dirname(phys))
+
     def write_file(self, entry, data):
         phys = self.phys(entry["path"])
         uid, gid = manifest.wanted_ids(entry)
-        tmp = self._tmp_name(phys)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
+        with self._replacing(phys) as tmp:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
                 view = memoryview(data)
                 while view:
@@ -120,27 +134,14 @@ class Applier:
                 os.utime(fd, ns=(time.time_ns(), entry["mtime_ns"]))
             finally:
                 os.close(fd)
-            os.replace(tmp, phys)
-        except BaseException:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            raise
-        self._fsync_dir(os.path.dirname(phys))
 
     def write_symlink(self, entry):
         phys = self.phys(entry["path"])
         uid, gid = manifest.wanted_ids(entry)
-        tmp = self._tmp_name(phys)
-        os.symlink(entry["target"], tmp)
-        try:
+        with self._replacing(phys) as tmp:
+            os.symlink(entry["target"], tmp)
             os.lchown(tmp, uid, gid)
             os.utime(tmp, ns=(time.time_ns(), entry["mtime_ns"]), follow_symlinks=False)
-            os.replace(tmp, phys)
-        except BaseException:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            raise
-        self._fsync_dir(os.path.dirname(phys))
 
     def make_dir(self, entry):
         phys = self.phys(entry["path"])

@@ -9,19 +9,12 @@ import json
 import os
 import time
 
+from saltext_hamn.utils import proc
 from saltext_hamn.utils.errors import HamnError
 
 
 class LockHeld(HamnError):
     """Another orchestration holds the lock."""
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
 
 
 def read(path):
@@ -41,7 +34,7 @@ def acquire(path, name, ttl, pid=None, now=None):
     current = read(path)
     if current and current.get("pid") == pid and current.get("name") == name:
         return {"holder": current, "took_over": None}  # re-entrant within one run
-    if current and _alive(current.get("pid", -1)) and now - current.get("started", 0) < ttl:
+    if current and proc.alive(current.get("pid", -1)) and now - current.get("started", 0) < ttl:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(current.get("started", 0)))
         raise LockHeld(
             f"another hamn orchestration is running: {current.get('name')} (pid {current.get('pid')}, "
