@@ -22,6 +22,7 @@ from saltext_hamn.lab import drill, saltd
 from saltext_hamn.lab.client import VipWriter
 from saltext_hamn.lab.lab import Lab
 from saltext_hamn.lab.spec import LabSpec
+from saltext_hamn.utils.pg import connection
 
 
 def timed(lab, name):
@@ -69,6 +70,9 @@ def main():
             saltd.wait_minion_ready(lab.spec, victim)
             timed(lab, "rejoin")
         writer.finish()
+        with connection.session(lab.cluster(lab.current_primary()), "xcatdb") as conn:
+            stored = {r[0] for r in connection.query(conn, "SELECT id FROM bench")}
+        lost = sorted(set(writer.acked) - stored)
         med = statistics.median
         print()
         print(f"runs: {args.runs} each; medians")
@@ -77,6 +81,8 @@ def main():
         print(f"failover kill -> done         {med(fail_wall):6.1f} s")
         print(f"failover kill -> first write  {med(fail_first):6.1f} s")
         print(f"acknowledged writes           {len(writer.acked)}")
+        print(f"acknowledged but lost         {len(lost)}"
+              + (" (async replication: commits not yet streamed when the primary was killed)" if lost else ""))
     finally:
         lab.down()
     return 0
