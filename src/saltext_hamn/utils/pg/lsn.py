@@ -17,10 +17,6 @@ def parse(text):
     return (int(match.group(1), 16) << 32) | int(match.group(2), 16)
 
 
-def fmt(value):
-    return None if value is None else f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
 def _as_int(value):
     return parse(value) if isinstance(value, str) else value
 

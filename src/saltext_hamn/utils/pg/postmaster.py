@@ -3,7 +3,6 @@
 import os
 import re
 
-from saltext_hamn.utils import proc
 from saltext_hamn.utils.errors import HamnError
 
 PG_CTL_RUNNING = 0
@@ -67,14 +66,6 @@ def timeline(cluster):
     """Timeline recorded in pg_control (moves only after a checkpoint on a promoted node)."""
     value = controldata(cluster).get("Latest checkpoint's TimeLineID")
     return int(value) if value and re.fullmatch(r"\d+", value) else None
-
-
-def version(cluster):
-    out = proc.run([os.path.join(cluster.bindir, "postgres"), "--version"], timeout=30).stdout
-    match = re.search(r"(\d+)(?:\.(\d+))?", out)
-    if not match:
-        raise HamnError(f"cannot parse PostgreSQL version from {out!r}")
-    return out.strip()
 
 
 def restart(cluster, timeout=60):
