@@ -72,6 +72,10 @@ def pytest_sessionfinish(session):
             terminate(netns.pids(ns))
             netns.delete(ns)
     shutil.rmtree(spec.lab_dir, ignore_errors=True)
+    try:
+        os.rmdir(TEST_BASE)  # unless another test run uses it
+    except OSError:
+        pass
 
 
 def pytest_unconfigure(config):

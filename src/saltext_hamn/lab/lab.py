@@ -271,6 +271,10 @@ class Lab:
         network.destroy(spec)
         if spec.lab_dir.exists():
             shutil.rmtree(spec.lab_dir)
+        try:
+            spec.lab_dir.parent.rmdir()  # the base dir too, unless another lab lives there
+        except OSError:
+            pass
         self.say("lab down: namespaces, processes and directories removed")
 
     def leftovers(self):
