@@ -1,7 +1,10 @@
 """Shared test helpers: a minimal valid ``hamn`` pillar, deep-merged with overrides."""
 
+import contextlib
 import copy
 
+from saltext_hamn.lab.lab import Lab
+from saltext_hamn.lab.spec import LabSpec
 from saltext_hamn.utils import config
 
 MINIMAL = {
@@ -32,3 +35,15 @@ def pillar(**extra):
 def load(**extra):
     """The validated config of ``pillar(**extra)``."""
     return config.load(pillar(**extra))
+
+
+@contextlib.contextmanager
+def own_lab(lab_spec, letter, dirname):
+    """A lab of a test module's own, inside the run's prefix and directory (so the
+    session's leak check covers it); always torn down."""
+    lab = Lab(LabSpec(prefix=f"{lab_spec.prefix}{letter}", base_dir=str(lab_spec.lab_dir / dirname)),
+              out=lambda message: None)
+    try:
+        yield lab
+    finally:
+        lab.down()

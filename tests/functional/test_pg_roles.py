@@ -10,22 +10,19 @@ import copy
 import psycopg2
 import pytest
 
-from saltext_hamn.lab.lab import Lab
-from saltext_hamn.lab.spec import LabSpec
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.net.nsenter import entered
 from saltext_hamn.utils.pg import canary, connection, lsn, postmaster, promote, rewind, standby, status
+from tests.support import own_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 
 @pytest.fixture(scope="module")
 def lab(lab_spec):
-    spec = LabSpec(prefix=f"{lab_spec.prefix}f", base_dir=str(lab_spec.lab_dir / "func-roles"))
-    lab = Lab(spec, out=lambda message: None)
-    lab.up_postgres()
-    yield lab
-    lab.down()
+    with own_lab(lab_spec, "f", "func-roles") as lab:
+        lab.up_postgres()
+        yield lab
 
 
 class Node:

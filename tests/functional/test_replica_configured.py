@@ -7,22 +7,19 @@ import os
 
 import pytest
 
-from saltext_hamn.lab.lab import Lab
-from saltext_hamn.lab.spec import LabSpec
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.net.nsenter import entered
 from saltext_hamn.utils.pg import conf, connection, postmaster, promote, replica, status
+from tests.support import own_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 
 @pytest.fixture(scope="module")
 def lab(lab_spec):
-    spec = LabSpec(prefix=f"{lab_spec.prefix}r", base_dir=str(lab_spec.lab_dir / "func-replica"))
-    lab = Lab(spec, out=lambda message: None)
-    lab.prepare()  # network, dirs, pillar: no PostgreSQL yet
-    yield lab
-    lab.down()
+    with own_lab(lab_spec, "r", "func-replica") as lab:
+        lab.prepare()  # network, dirs, pillar: no PostgreSQL yet
+        yield lab
 
 
 def run(lab, node, dry_run, cfg=None, role=None):

@@ -15,22 +15,20 @@ import pytest
 
 from saltext_hamn.lab import drill, fence, netns, recorders, saltd
 from saltext_hamn.lab.client import VipWriter
-from saltext_hamn.lab.lab import Lab
-from saltext_hamn.lab.spec import VIP_ADDRESS, LabSpec
+from saltext_hamn.lab.spec import VIP_ADDRESS
 from saltext_hamn.utils.orch import lock
 from saltext_hamn.utils.pg import connection, postmaster, status
+from tests.support import own_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 
 @pytest.fixture(scope="module")
 def lab(lab_spec):
-    spec = LabSpec(prefix=f"{lab_spec.prefix}o", base_dir=str(lab_spec.lab_dir / "orch"))
-    lab = Lab(spec, out=lambda message: None)
-    lab.prepare()
-    lab.up_salt()
-    yield lab
-    lab.down()
+    with own_lab(lab_spec, "o", "orch") as lab:
+        lab.prepare()
+        lab.up_salt()
+        yield lab
 
 
 def run(lab, name, **kwargs):
@@ -70,9 +68,18 @@ def test_setup_dry_run_changes_nothing_then_builds_the_pair(lab):
     lab.xcat_database("mn1")  # xCAT's own DB setup, simulated
 
 
-def test_second_orchestration_is_refused_while_one_runs(lab):
-    path = os.path.join(str(lab.spec.lab_dir), "salt", "master", "var", "cache", "salt", "master", "hamn",
+def lock_path(lab):
+    return os.path.join(str(lab.spec.lab_dir), "salt", "master", "var", "cache", "salt", "master", "hamn",
                         "orchestration.lock")
+
+
+def status_table(lab):
+    return subprocess.run(saltd.salt_cmd(lab.spec, "hamn.status", runner=True), capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_second_orchestration_is_refused_while_one_runs(lab):
+    path = lock_path(lab)
     running = subprocess.Popen(["sleep", "60"])
     try:
         lock.acquire(path, "switchover", ttl=3600, pid=running.pid)
@@ -136,6 +143,8 @@ def test_failing_hook_stops_the_run_with_a_clear_error(lab):
     assert result is False and "makedhcp failed (exit 2)" in comment
     assert steps["rejoin mn2 as standby of mn1"][0] is False  # skipped: its requisite failed
     assert recorders.calls(node_dir)[-1] == ("makedhcp", "-a")  # makeconservercf never ran
+    assert not os.path.exists(lock_path(lab))  # released, not left for a takeover
+    assert re.search(r"^last orchestration: switchover failed at ", status_table(lab), re.M)
     ok, _ = run(lab, "rejoin")  # the admin fixes the hook, then rejoins mn2
     assert ok
     pair = roles(lab)
@@ -200,8 +209,7 @@ def test_failover_when_the_primary_is_cut_off_the_network(lab):
 
 
 def test_status_runner_shows_both_nodes_and_the_last_run(lab):
-    out = subprocess.run(saltd.salt_cmd(lab.spec, "hamn.status", runner=True), capture_output=True, text=True,
-                         check=True).stdout
+    out = status_table(lab)
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
     assert out.splitlines()[0].split() == ["mn1", "mn2"]
     assert sorted(lines["role"]) == ["primary", "standby"]

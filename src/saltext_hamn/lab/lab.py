@@ -9,7 +9,7 @@ import time
 import psycopg2
 
 from saltext_hamn.lab import fence, netns, network, pillar, recorders, saltd
-from saltext_hamn.lab.spec import NODE_ADDRESSES, VIP_ADDRESS
+from saltext_hamn.lab.spec import NODE_ADDRESSES, NODE_IFACE, VIP_ADDRESS
 from saltext_hamn.utils import proc
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.net import vip
@@ -204,7 +204,7 @@ class Lab:
                     with connection.session(self.cluster(node)) as conn:
                         rows = connection.query(conn, "SELECT status, sender_host FROM pg_stat_wal_receiver")
                         info["wal_receiver"] = rows[0][0] if rows else None
-                info["vip"] = vip.held(VIP_ADDRESS, "eth0", netns=spec.node_ns(node)) if spec.node_ns(node) in present else False
+                info["vip"] = vip.held(VIP_ADDRESS, NODE_IFACE, netns=spec.node_ns(node)) if spec.node_ns(node) in present else False
             except (HamnError, psycopg2.Error) as exc:
                 info["error"] = str(exc)
             report["nodes"][node] = info

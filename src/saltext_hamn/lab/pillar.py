@@ -12,7 +12,7 @@ import yaml
 
 from saltext_hamn.lab.spec import NODE_ADDRESSES, NODE_IFACE, PREFIXLEN, VIP_ADDRESS, WITNESS_ADDRESS
 from saltext_hamn.utils import config
-from saltext_hamn.utils.pg.cluster import Cluster
+from saltext_hamn.utils.pg.cluster import from_config
 
 
 def postgres_major():
@@ -73,12 +73,8 @@ def node_config(spec, node, password, major):
 
 
 def cluster(spec, node, cfg):
-    pg = cfg["postgres"]
-    return Cluster(
-        bindir=pg["bindir"], data_dir=pg["data_dir"], port=pg["port"], socket_dir=pg["socket_dir"],
-        os_user=pg["os_user"], superuser=pg["superuser"], log_file=pg["log_file"],
-        passfile=pg["passfile"], wrap=("ip", "netns", "exec", spec.node_ns(node)),
-    )
+    """The node's Cluster, its tools run inside the node's namespace."""
+    return from_config(cfg, wrap=("ip", "netns", "exec", spec.node_ns(node)))
 
 
 def write_tree(spec, password, major):

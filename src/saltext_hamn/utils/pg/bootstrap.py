@@ -21,7 +21,7 @@ def initdb(cluster):
     return True
 
 
-def _current(path):
+def current_text(path):
     try:
         with open(path, encoding="utf-8") as handle:
             return handle.read()
@@ -42,13 +42,13 @@ def desired_server_files(cluster, cfg, major, extra_clients=()):
         ("pg_ident.conf", conf.ident_lines(cfg), False),
     ):
         path = os.path.join(cluster.conf_dir, name)
-        files[path] = (conf.with_block(_current(path) or "", body, top=top), None)  # keep its mode
+        files[path] = (conf.with_block(current_text(path) or "", body, top=top), None)  # keep its mode
     return files
 
 
 def pending(files):
     """Paths of ``files`` ({path: (text, mode)}) whose content differs on disk."""
-    return [path for path, (text, _) in files.items() if _current(path) != text]
+    return [path for path, (text, _) in files.items() if current_text(path) != text]
 
 
 def write(files, owner):

@@ -76,22 +76,16 @@ def _standby_files(cluster, cfg, me, major):
     return {path: (text, 0o600) for path, text in files.items()}
 
 
-def _settings_in(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except FileNotFoundError:
-        return {}
-    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
+def _settings(text):
+    """``key = value`` lines of a hamn.conf text as a dict."""
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.lstrip().startswith("#"))
     return {key.strip(): value.strip() for key, value in pairs}
 
 
 def _restart_params(cluster, files):
     """Changed hamn.conf parameters that need a restart (context 'postmaster')."""
     path = os.path.join(cluster.conf_dir, conf.SETTINGS_FILE)
-    old, new = _settings_in(path), dict(
-        (k.strip(), v.strip()) for k, v in (l.split("=", 1) for l in files[path][0].splitlines() if "=" in l)
-    )
+    old, new = _settings(bootstrap.current_text(path) or ""), _settings(files[path][0])
     changed = sorted(k for k in new if old.get(k) != new[k])
     if not changed:
         return []
