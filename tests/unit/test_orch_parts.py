@@ -1,39 +1,10 @@
-"""Master-side pieces of the orchestrations: lock, role discovery, report, history."""
+"""Master-side pieces of the orchestrations: role discovery, report, history (the lock: test_lock.py)."""
 
 import os
-import subprocess
 
 import pytest
 
-from saltext_hamn.utils.orch import discovery, history, lock, report
-
-
-def test_lock_refuses_a_second_run_and_names_the_first(tmp_path):
-    path = str(tmp_path / "hamn" / "orchestration.lock")
-    sleeper = subprocess.Popen(["sleep", "30"])
-    try:
-        lock.acquire(path, "switchover", ttl=3600, pid=sleeper.pid)
-        with pytest.raises(lock.LockHeld, match=r"running: switchover \(pid"):
-            lock.acquire(path, "failover", ttl=3600)
-        assert lock.release(path, "failover") is False  # not the holder
-        assert lock.release(path, "switchover") is True
-        assert lock.acquire(path, "failover", ttl=3600)["took_over"] is None
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-
-
-def test_lock_of_a_dead_or_expired_run_is_taken_over(tmp_path):
-    path = str(tmp_path / "orchestration.lock")
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    lock.acquire(path, "switchover", ttl=3600, pid=dead.pid)
-    taken = lock.acquire(path, "failover", ttl=3600)
-    assert taken["took_over"]["name"] == "switchover"
-    lock.acquire(path, "failover", ttl=3600)  # re-entrant for the same run
-    old = lock.read(path)
-    taken = lock.acquire(path, "rejoin", ttl=10, pid=1, now=old["started"] + 11)  # pid 1 lives, but expired
-    assert taken["took_over"]["name"] == "failover"
+from saltext_hamn.utils.orch import discovery, history, report
 
 
 def status(role, vip=False):
