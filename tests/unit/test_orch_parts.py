@@ -28,13 +28,18 @@ def test_roles(answers, expected):
     assert {k: found.get(k) for k in expected} == expected
 
 
-def test_report_side_by_side_with_unreachable_node_and_history():
-    text = report.table(["mn1", "mn2"], {"mn2": {"role": "primary", "timeline": 3, "vip": True}},
-                        [{"name": "failover", "result": "done", "finished": "2026-11-25T03:00:00"}])
+def test_report_side_by_side_with_alarms_and_the_run():
+    from saltext_hamn.utils.orch.observation import NodeView, Observation
+
+    views = {"mn1": NodeView("mn1", pg_port_open=True),
+             "mn2": NodeView("mn2", status={"role": "primary", "timeline": 3, "vip": True}, pg_port_open=True)}
+    alarm = {"code": "node-silent", "message": "mn1 does not answer", "action": "check its salt-minion"}
+    text = report.table(Observation(nodes=views), [alarm], "last orchestration: failover done at 2026-11-25T03:00:00")
     lines = text.splitlines()
     assert lines[0].split() == ["mn1", "mn2"]
     assert lines[1].split() == ["role", "(unreachable)", "primary"]
     assert "VIP" in text and "held" in text
+    assert "ALARM node-silent: mn1 does not answer -> check its salt-minion" in lines
     assert lines[-1].startswith("last orchestration: failover done at 2026-11-25T03:00:00")
 
 

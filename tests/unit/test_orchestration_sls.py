@@ -1,9 +1,10 @@
-"""The orchestration SLS files render to what the hamn runner accepts.
+"""The orchestration SLS files are thin: fixed step lists the hamn runner accepts.
 
 Salt's ``salt.runner`` state reports a runner called with a wrong argument name as
-*success* ("Passed invalid arguments"), so a typo in an SLS would pass silently.
-This test renders each orchestration with a fake pair and checks every
-``salt.runner`` call against the runner function's real signature.
+*success* ("Passed invalid arguments"), so a typo in an SLS would pass silently:
+every ``salt.runner`` call rendered here is checked against the runner function's
+real signature. The lists must hold every step the decision core can plan, in
+its order, and the dry run must render the plan or fail naming the refusal.
 """
 
 import inspect
@@ -15,51 +16,42 @@ import pytest
 import yaml
 
 from saltext_hamn.runners import hamn as runner
-from tests import support
+from saltext_hamn.utils.orch import decide
 
 STATES = Path(__file__).resolve().parents[2] / "states"
-STATE_ARGS = {"name", "require", "onfail_any", "order"}
+STATE_ARGS = {"name", "require", "order"}
+SLS = {"setup": decide.SETUP, "switchover": decide.TAKEOVER, "failover": decide.TAKEOVER,
+       "recover": decide.TAKEOVER, "rejoin": decide.REJOIN}
 
 
-def pair(primary="mn1", standby="mn2", unreachable=(), **cfg_overrides):
-    cfg = support.load(**cfg_overrides)
-    status = {"mn1": {"role": "primary" if primary == "mn1" else "standby", "current_lsn": "0/5000000"},
-              "mn2": {"role": "primary" if primary == "mn2" else "standby"}}
-    return {"nodes": ["mn1", "mn2"], "primary": None if primary in unreachable else primary, "standby": standby,
-            "failed": primary if primary in unreachable else None, "unreachable": list(unreachable),
-            "vip_holder": primary, "split_brain": False, "answers": {}, "config": cfg,
-            "last_known": {n: {"seen": 0, "status": s} for n, s in status.items()}}
-
-
-def render(sls, roles, pillar=None):
+def render(sls, pillar=None, test=False, planned=None):
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(STATES)), extensions=["jinja2.ext.do"],
                              undefined=jinja2.StrictUndefined)
     env.filters["json"] = json.dumps
-    salt = {"saltutil.runner": lambda fun: roles, "pillar.get": lambda key, default=None: (pillar or {}).get(key, default)}
-    text = env.get_template(f"hamn/{sls}.sls").render(salt=salt)
-    return yaml.safe_load(text)
+    calls = []
+
+    def run(fun, **kwargs):
+        calls.append((fun, kwargs))
+        return planned
+
+    salt = {"saltutil.runner": run, "pillar.get": lambda key, default=None: (pillar or {}).get(key, default)}
+    text = env.get_template(f"hamn/{sls}.sls").render(salt=salt, opts={"test": test})
+    return yaml.safe_load(text), calls
 
 
-CASES = [
-    ("setup", pair()),
-    ("switchover", pair()),
-    ("switchover", pair(services={"service_nodes": {"target": "sn*"}},
-                        hooks={"diskless_reset": {"enabled": True, "noderange": "compute"}})),
-    ("failover", pair(primary="mn1", standby="mn2")),
-    ("failover", pair(primary="mn1", standby="mn2", unreachable=("mn1",), fence={"cmd": ["rpower", "{node}", "off"]})),
-    ("rejoin", pair()),
-]
+def args_of(body):
+    (function, items), = body.items()
+    return function, {k: v for item in items for k, v in item.items()}
 
 
-@pytest.mark.parametrize("sls, roles", CASES)
-def test_every_runner_call_matches_the_runner_signature(sls, roles):
-    states = render(sls, roles)
-    assert states, sls
+@pytest.mark.parametrize("sls", sorted(SLS))
+def test_every_runner_call_matches_the_runner_signature(sls):
+    states, calls = render(sls)
+    assert not calls, "the real run must not call the runner at render time"
     for ident, body in states.items():
-        (function, args), = body.items()
+        function, kwargs = args_of(body)
         assert function == "salt.runner", ident
-        kwargs = {k: v for item in args for k, v in item.items()}
-        target = getattr(runner, kwargs["name"].split(".", 1)[1])
+        target = inspect.unwrap(getattr(runner, kwargs["name"].split(".", 1)[1]))
         params = inspect.signature(target).parameters
         given = set(kwargs) - STATE_ARGS
         assert given <= set(params), f"{sls}: {ident!r} passes {sorted(given - set(params))} to {kwargs['name']}"
@@ -67,28 +59,33 @@ def test_every_runner_call_matches_the_runner_signature(sls, roles):
         assert not missing, f"{sls}: {ident!r} misses {missing} for {kwargs['name']}"
 
 
-@pytest.mark.parametrize("sls, roles", CASES)
-def test_steps_form_one_chain_and_always_release_the_lock(sls, roles):
-    states = render(sls, roles)
+@pytest.mark.parametrize("sls", sorted(SLS))
+def test_steps_are_the_planned_ones_in_one_chain_and_finish_always_runs(sls):
+    states, _ = render(sls)
+    bodies = [args_of(b)[1] for b in states.values()]
+    names = [b["name"] for b in bodies]
+    assert names[0] == "hamn.begin" and names[-1] == "hamn.finish"
+    assert bodies[-1]["order"] == "last" and "require" not in bodies[-1]
+    steps = [b["step"] for b in bodies if b["name"] == "hamn.step"]
+    assert tuple(steps) == tuple(SLS[sls])  # nothing the decision core plans can be missing
     ids = list(states)
-    assert ids[0] == "take the hamn lock" and ids[-1] == "release the hamn lock"
-    steps = [i for i in ids if not i.startswith(("record the", "release the"))]
-    for before, after in zip(steps, steps[1:]):
-        requires = [r for item in states[after]["salt.runner"] for k, v in item.items() if k == "require" for r in v]
-        assert {"salt": before} in requires, f"{after!r} does not require {before!r}"
-    onfail = next(v for item in states[f"record the failed {sls}"]["salt.runner"] for k, v in item.items()
-                  if k == "onfail_any")
-    assert [r["salt"] for r in onfail] == steps
+    for before, after in zip(ids[:-2], ids[1:-1]):
+        assert {"salt": before} in bodies[ids.index(after)]["require"], f"{after!r} does not require {before!r}"
 
 
-def test_failover_fences_only_an_unreachable_primary_and_passes_the_last_lsn():
-    reachable = render("failover", pair())
-    assert "stop PostgreSQL on mn1" in reachable and not any(i.startswith("fence") for i in reachable)
-    gone = render("failover", pair(unreachable=("mn1",), fence={"cmd": ["rpower", "{node}", "off"]}))
-    fence = {k: v for item in gone["fence mn1 (not answering)"]["salt.runner"] for k, v in item.items()}
-    assert fence["cmd"] == ["rpower", "{node}", "off"] and fence["node"] == "mn1"
-    promote = {k: v for item in gone["promote mn2"]["salt.runner"] for k, v in item.items()}
-    assert promote["fun_kwargs"] == {"force": False, "primary_lsn": "0/5000000"}
-    forced = render("failover", pair(unreachable=("mn1",)), pillar={"force": True})
-    promote = {k: v for item in forced["promote mn2"]["salt.runner"] for k, v in item.items()}
-    assert promote["fun_kwargs"]["force"] is True
+def test_force_and_fenced_are_passed_through_not_decided():
+    states, _ = render("failover", pillar={"force": True, "fenced": "mn1"})
+    begin = args_of(next(iter(states.values())))[1]
+    assert (begin["force"], begin["fenced"]) == (True, "mn1")
+
+
+def test_dry_run_renders_the_plan_or_fails_naming_the_refusal():
+    planned = {"ok": True, "reason": "mn1 is primary", "steps": [
+        {"step": "promote", "description": "promote mn2 once mn1 is proven not writable"}]}
+    states, calls = render("switchover", test=True, planned=planned)
+    assert calls == [("hamn.plan", {"orchestration": "switchover", "force": False, "fenced": None})]
+    assert list(states) == ["would promote mn2 once mn1 is proven not writable"]
+    refused = {"ok": False, "refused": "failover refused: mn1 is a healthy primary. Next: use hamn.switchover"}
+    states, _ = render("failover", test=True, planned=refused)
+    (ident, body), = states.items()
+    assert ident == refused["refused"] and "test.fail_without_changes" in body

@@ -1,13 +1,26 @@
-"""Runner ``hamn``: the master's view of the pair, and the building blocks of the
-orchestrations in ``states/hamn/`` (lock, audited steps, fencing, history).
+"""Runner ``hamn``: the master's view of the pair and the steps of the orchestrations.
 
-The master is the witness: it asks both nodes and decides nothing from one side
-alone. Logic lives in ``saltext_hamn.utils.orch``.
+The master is the witness: it asks both nodes, probes their PostgreSQL ports and
+the VIP itself, and decides in one place (``saltext_hamn.utils.orch.decide``).
+The orchestration SLS files in ``states/hamn/`` are fixed lists of steps:
+
+    hamn.begin   take the lock, observe, decide (or refuse with the next action)
+    hamn.step    one step of the plan, its preconditions re-checked when it runs
+    hamn.finish  record the result, release the lock (only the run's own lock)
+
+Every public function is guarded: Salt's runner client turns a TypeError raised
+inside a runner into a *successful* return, and any other exception into a
+15-line traceback; here every failure is one readable line, a non-zero retcode
+for ``salt-run``, and a failed ``salt.runner`` state.
 """
 
+import functools
+import inspect
 import logging
 import os
+import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import salt.client
 import salt.utils.event
@@ -15,7 +28,10 @@ import salt.utils.minions
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from saltext_hamn.utils import preflight as pre, proc
-from saltext_hamn.utils.orch import discovery, history, lock as orch_lock, report
+from saltext_hamn.utils.errors import HamnError
+from saltext_hamn.utils.orch import alarms as orch_alarms, decide, discovery, history, lock as orch_lock, report
+from saltext_hamn.utils.orch import runs, steps as orch_steps
+from saltext_hamn.utils.orch.observation import NodeView, Observation
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +39,53 @@ __virtualname__ = "hamn"
 
 # Minions whose cached pillar has a hamn tree: the two management nodes.
 DEFAULT_TGT = "I@hamn:initial_primary:*"
-LOCK_TTL = 3 * 3600
+STATUS_TIMEOUT = 3  # hamn.status answers in milliseconds; a node silent this long is down
+PROBE_TIMEOUT = 0.5
 
 
 def __virtual__():
     return __virtualname__
 
 
+# --------------------------------------------------------------------------- guard
+
+
+def _failed(message):
+    __context__["retcode"] = 1  # noqa: F821 pylint: disable=undefined-variable
+    return {"error": message, "retcode": 1}
+
+
+def _guarded(func):
+    """One readable line and a failure for every error, TypeErrors included."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            inspect.signature(func).bind(*args, **kwargs)
+        except TypeError as exc:
+            return _failed(f"hamn.{func.__name__}: {exc}")
+        try:
+            return func(*args, **kwargs)
+        except (CommandExecutionError, SaltInvocationError) as exc:
+            log.info("hamn.%s: %s", func.__name__, exc)
+            return _failed(str(exc))
+        except Exception as exc:  # pylint: disable=broad-except
+            log.exception("hamn.%s failed unexpectedly", func.__name__)
+            return _failed(f"hamn.{func.__name__}: internal error ({type(exc).__name__}: {exc}); see the master log")
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------- plumbing
 # pylint: disable=undefined-variable
+
+
 def _dir():
     return os.path.join(__opts__["cachedir"], "hamn")
+
+
+def _lock_path():
+    return os.path.join(_dir(), "orchestration.lock")
 
 
 def _fire(tag, data):
@@ -40,11 +93,8 @@ def _fire(tag, data):
         event.fire_event(data, tag)
 
 
-# pylint: enable=undefined-variable
-
-
 def _nodes(tgt):
-    nodes = salt.utils.minions.CkMinions(__opts__).check_minions(tgt, "compound")["minions"]  # noqa: F821
+    nodes = salt.utils.minions.CkMinions(__opts__).check_minions(tgt, "compound")["minions"]
     if len(nodes) != 2:
         raise SaltInvocationError(
             f"tgt {tgt!r} matches {len(nodes)} minions ({', '.join(sorted(nodes)) or 'none'}); "
@@ -54,27 +104,336 @@ def _nodes(tgt):
 
 
 def _call(tgt, fun, arg=(), kwarg=None, timeout=60, tgt_type="list", gather_job_timeout=None):
-    client = salt.client.get_local_client(mopts=__opts__)  # noqa: F821
     extra = {"gather_job_timeout": gather_job_timeout} if gather_job_timeout else {}
-    return client.cmd(list(tgt) if tgt_type == "list" else tgt, fun, arg=list(arg), kwarg=kwarg or {},
-                      tgt_type=tgt_type, timeout=timeout, full_return=True, **extra)
+    with salt.client.get_local_client(mopts=__opts__) as client:
+        return client.cmd(list(tgt) if tgt_type == "list" else tgt, fun, arg=list(arg), kwarg=kwarg or {},
+                          tgt_type=tgt_type, timeout=timeout, full_return=True, **extra)
 
 
-def _answers(nodes, timeout):
-    # hamn.status answers in milliseconds: a node silent for `timeout` is down, and
-    # there is no job worth looking for on it (short gather_job_timeout).
-    raw = _call(nodes, "hamn.status", timeout=timeout, gather_job_timeout=2)
-    answers = {n: r["ret"] for n, r in raw.items() if isinstance(r, dict) and r.get("retcode", 1) == 0
-               and isinstance(r.get("ret"), dict)}
+# pylint: enable=undefined-variable
+
+
+def _call_one(node, fun, args=(), kwargs=None, timeout=300):
+    """``fun`` on one node; its return, or HamnError naming the node (no answer / failure)."""
+    result = _call([node], fun, args, kwargs, timeout).get(node)
+    if not isinstance(result, dict):
+        raise HamnError(f"{node} did not answer {fun} within {timeout}s")
+    if result.get("retcode", 0) != 0:
+        raise HamnError(f"{fun} failed on {node}: {_one_line(result.get('ret'))}")
+    return result.get("ret")
+
+
+def _one_line(value):
+    text = str(value).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else text
+
+
+def _tcp_open(host, port, timeout=PROBE_TIMEOUT):
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _probes(targets):
+    """{key: open?} for {key: (host, port)}, probed in parallel."""
+    with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+        futures = {key: pool.submit(_tcp_open, *hp) for key, hp in targets.items()}
+        return {key: f.result() for key, f in futures.items()}
+
+
+def _observe(tgt=DEFAULT_TGT, force=False, fenced=None, live_token=None):
+    """An Observation: both nodes' hamn.status (or silence, or error) and the master's probes."""
+    nodes = _nodes(tgt)
+    raw = _call(nodes, "hamn.status", timeout=STATUS_TIMEOUT, gather_job_timeout=2)
+    views = {n: NodeView(name=n) for n in nodes}
+    for node, result in raw.items():
+        if node not in views or not isinstance(result, dict):
+            continue
+        ret = result.get("ret")
+        if result.get("retcode", 0) == 0 and isinstance(ret, dict):
+            views[node].status = ret
+        else:
+            views[node].error = _one_line(ret)
+    answers = {n: v.status for n, v in views.items() if v.status is not None}
     history.remember_statuses(_dir(), answers)
-    return answers
+    last = history.last_statuses(_dir())
+    cfg = _config(nodes, views)
+    if cfg:
+        port = cfg["postgres"]["port"]
+        targets = {n: (cfg["nodes"][n]["address"], port) for n in nodes if n in cfg["nodes"]}
+        targets["vip"] = (cfg["vip"]["address"], port)
+        opened = _probes(targets)
+        for node, view in views.items():
+            view.address = cfg["nodes"].get(node, {}).get("address")
+            view.pg_port_open = opened.get(node)
+    for node, view in views.items():
+        if view.status is None:
+            view.last_known = (last.get(node) or {}).get("status")
+    holder = orch_lock.read(_lock_path()) or {}
+    return Observation(
+        nodes=views, cfg=cfg, vip_port_open=opened.get("vip") if cfg else None, record=runs.record(_dir()),
+        unfinished=runs.unfinished(_dir(), live_token=live_token or _live_token(holder)),
+        force=bool(force), fenced_by_admin=fenced,
+    )
 
 
-def roles(tgt=DEFAULT_TGT, timeout=5):
+def _live_token(holder):
+    state = orch_lock.holder_state(_lock_path()) if holder else {}
+    return holder.get("token") if state.get("alive") else None
+
+
+def _config(nodes, views):
+    """The validated config (password redacted) from an answering node, else the last one seen."""
+    path = os.path.join(_dir(), "last_config.json")
+    for node in sorted(nodes, key=lambda n: views[n].status is None):
+        if views[node].status is None:
+            continue
+        result = _call([node], "hamn.config", timeout=STATUS_TIMEOUT).get(node)
+        if isinstance(result, dict) and result.get("retcode") == 0 and isinstance(result.get("ret"), dict):
+            history.write_json(path, result["ret"])
+            return result["ret"]
+    return history.read_json(path)
+
+
+# --------------------------------------------------------------------------- what a step may do
+
+
+class _Context:
+    """The master side of orchestration steps (see utils/orch/steps.py)."""
+
+    def __init__(self, tgt, obs):
+        self.tgt, self.cfg = tgt, obs.cfg
+
+    def observe(self):
+        obs = _observe(self.tgt, live_token="running")
+        self.cfg = obs.cfg or self.cfg
+        return obs
+
+    def config(self):
+        return self.cfg
+
+    @staticmethod
+    def call(node, fun, args=(), kwargs=None, timeout=300):
+        return _call_one(node, fun, args, kwargs, timeout)
+
+    @staticmethod
+    def call_target(target, tgt_type, fun, args):
+        results = _call(target, fun, args, timeout=300, tgt_type=tgt_type)
+        failed = {m: r.get("ret") for m, r in results.items() if isinstance(r, dict) and r.get("retcode", 0) != 0}
+        if not results or failed:
+            raise HamnError(f"{fun} {' '.join(args)} failed on {target}: {failed or 'no minion answered'}")
+        return {m: r.get("ret") for m, r in results.items()}
+
+    def fence(self, node):
+        fence = self.cfg["fence"]
+        argv = [a.replace("{node}", node) for a in fence["cmd"]]
+        result = proc.run(argv, timeout=fence["timeout"], check=False, what="fence command")
+        _fire("hamn/fence", {"node": node, "argv": argv, "retcode": result.returncode})
+        if result.returncode != 0:
+            raise HamnError(f"fencing {node} failed (exit {result.returncode}): {_one_line(result.stderr)}")
+        return f"fence command exit 0 ({argv[0]})"
+
+    def probe_pg(self, node):
+        return _tcp_open(self.cfg["nodes"][node]["address"], self.cfg["postgres"]["port"])
+
+    def preflight(self):
+        return _preflight(self.tgt)
+
+    @staticmethod
+    def promoted(plan, run):
+        fenced = plan["old"] in run.get("fenced", [])
+        runs.promoted(_dir(), plan["new"], plan["old"], run["token"], fenced=fenced)
+
+    @staticmethod
+    def rejoined(node):
+        runs.rejoined(_dir(), node)
+
+
+# --------------------------------------------------------------------------- orchestration steps
+
+
+def _own_run(orchestration):
+    """This process's run: the lock it holds and that run's record."""
+    state = orch_lock.holder_state(_lock_path())
+    holder = state.get("record")
+    if not holder or (holder.get("pid"), holder.get("pid_start"), holder.get("host")) != (
+            *orch_lock.owner(), socket.gethostname()):
+        who = f"{holder.get('name')} (pid {holder.get('pid')})" if holder else "nobody"
+        raise HamnError(f"this {orchestration} run does not hold the hamn lock (held by {who}); nothing done")
+    run = runs.load(_dir(), holder["token"])
+    if run is None:
+        raise HamnError(f"this {orchestration} run has no record (it was refused before it started)")
+    return run
+
+
+@_guarded
+def begin(orchestration, force=False, fenced=None, tgt=DEFAULT_TGT):
+    """
+    Start an orchestration run: take the master's hamn lock (refused, naming the
+    running one, while another run lives), observe both nodes, and decide the
+    plan; or refuse with the reason and the next action. ``force`` accepts lag
+    past the limit; ``fenced`` names a node the admin has powered off by hand.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hamn.begin failover
+    """
+    taken = orch_lock.acquire(_lock_path(), orchestration)
+    token = taken["holder"]["token"]
+    if taken.get("took_over"):
+        log.warning("hamn: took over the lock of a dead run: %s", taken["took_over"])
+    try:
+        obs = _observe(tgt, force, fenced, live_token=token)
+        demoted = _demote_deposed(obs)
+        if demoted:
+            obs = _observe(tgt, force, fenced, live_token=token)
+        plan = decide.decide(orchestration, obs)
+    except Exception as exc:
+        orch_lock.release(_lock_path())
+        history.append(_dir(), orchestration, "refused", _one_line(exc), token=token)
+        _fire(f"hamn/{orchestration}/refused", {"reason": _one_line(exc), "run": token})
+        if isinstance(exc, decide.Refused):
+            raise HamnError(f"{orchestration} refused: {exc}") from exc
+        raise
+    if plan.resume_of:
+        runs.supersede(_dir(), plan.resume_of, token)
+    runs.start(_dir(), token, orchestration, plan.as_dict())
+    history.append(_dir(), orchestration, "started", plan.reason, token=token)
+    lines = [orch_steps.describe(s, plan.orchestration, plan.new, plan.old) for s in plan.steps]
+    _fire(f"hamn/{orchestration}/begin", {"run": token, "plan": plan.as_dict(), "steps": lines})
+    return {"run": token[:8], "reason": plan.reason, "notes": plan.notes, "steps": lines}
+
+
+def _demote_deposed(obs):
+    """First contact with a node failed over while unreachable: demote it before anything else."""
+    done = []
+    for node in decide.deposed_to_demote(obs):
+        log.warning("hamn: %s was failed over but runs writable again: demoting it", node)
+        _demote_node(node)
+        _fire("hamn/demoted", {"node": node, "why": "deposed node running writable"})
+        done.append(node)
+    return done
+
+
+def _demote_node(node):
+    _call_one(node, "hamn.services_stop")
+    ret = _call_one(node, "hamn.demote", timeout=120)
+    _call_one(node, "hamn.vip_down")
+    return ret
+
+
+@_guarded
+def step(orchestration, step, tgt=DEFAULT_TGT):  # pylint: disable=redefined-outer-name
+    """
+    Run one step of this process's orchestration run: fires
+    ``hamn/<orchestration>/<step>`` when it starts and ends, re-checks the step's
+    preconditions now, and fails with one line when they do not hold or the
+    minion call fails. Steps the plan does not need are skipped.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hamn.step switchover promote
+    """
+    run = _own_run(orchestration)
+    plan = run["plan"]
+    tag = f"hamn/{orchestration}/{step}"
+    if step not in plan["steps"]:
+        result = orch_steps.run_step(None, run, step)
+        runs.step_ended(_dir(), run, step, "skipped", result["comment"])
+        return f"skipped ({result['comment']})"
+    what = orch_steps.describe(step, plan["orchestration"], plan["new"], plan["old"])
+    _fire(tag, {"stage": "start", "step": what, "run": run["token"]})
+    runs.step_started(_dir(), run, step)
+    started = time.monotonic()
+    try:
+        result = orch_steps.run_step(_Context(tgt, Observation(nodes={}, cfg=_config_cached())), run, step)
+    except Exception as exc:
+        seconds = round(time.monotonic() - started, 3)
+        runs.step_ended(_dir(), run, step, "failed", _one_line(exc))
+        _fire(tag, {"stage": "failed", "step": what, "error": _one_line(exc), "seconds": seconds})
+        raise
+    seconds = round(time.monotonic() - started, 3)
+    runs.step_ended(_dir(), run, step, "done", result["comment"], **result.get("facts", {}))
+    _fire(tag, {"stage": "done", "step": what, "comment": result["comment"], "seconds": seconds})
+    return f"{what}: {result['comment']} ({seconds:.2f}s)"
+
+
+def _config_cached():
+    return history.read_json(os.path.join(_dir(), "last_config.json"))
+
+
+@_guarded
+def finish(orchestration):
+    """
+    End this process's run: record it as done or failed (with the failed step) in
+    the master's history, fire ``hamn/<orchestration>/finished`` and release the
+    lock. Never releases another run's lock.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hamn.finish switchover
+    """
+    try:
+        run = _own_run(orchestration)
+    except HamnError as exc:
+        return f"nothing to finish: {exc}"
+    planned = run["plan"]["steps"]
+    states = run["steps"]
+    failed = [s for s in run["order"] if states[s].get("state") == "failed"]
+    missing = [s for s in planned if states.get(s, {}).get("state") not in ("done", "skipped")]
+    if failed:
+        result, summary = "failed", f"failed at {failed[0]}: {states[failed[0]].get('comment')}"
+    elif missing:
+        result, summary = "failed", f"steps not run: {', '.join(missing)}"
+    else:
+        result, summary = "done", run["plan"]["reason"]
+    runs.finish(_dir(), run, result, summary)
+    entry = history.append(_dir(), orchestration, result, summary, token=run["token"])
+    orch_lock.release(_lock_path())
+    _fire(f"hamn/{orchestration}/finished", entry)
+    return f"{orchestration} {result}: {summary}"
+
+
+@_guarded
+def plan(orchestration, force=False, fenced=None, tgt=DEFAULT_TGT):  # pylint: disable=redefined-outer-name
+    """
+    The plan ``orchestration`` would follow now, or why it would refuse; read-only
+    (the orchestrations' ``test=True`` renders from it).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hamn.plan failover
+    """
+    obs = _observe(tgt, force, fenced)
+    try:
+        decided = decide.decide(orchestration, obs)
+    except decide.Refused as exc:
+        return {"ok": False, "refused": f"{orchestration} refused: {exc}"}
+    order = [s for s in decide.ORDER if s in decided.steps]
+    return {"ok": True, "reason": decided.reason, "notes": decided.notes, "new": decided.new, "old": decided.old,
+            "steps": [{"step": s, "description": orch_steps.describe(s, decided.orchestration, decided.new,
+                                                                      decided.old)} for s in order]}
+
+
+# --------------------------------------------------------------------------- admin commands
+
+
+@_guarded
+def roles(tgt=DEFAULT_TGT, timeout=STATUS_TIMEOUT):  # pylint: disable=unused-argument
     """
     Ask both nodes for ``hamn.status`` and sum up the pair: primary, standby,
-    unreachable nodes, VIP holder, split brain; plus each node's answer and the
-    last known status of nodes that did not answer.
+    unreachable nodes, VIP holder, split brain; plus each node's answer.
 
     CLI Example:
 
@@ -82,61 +441,20 @@ def roles(tgt=DEFAULT_TGT, timeout=5):
 
         salt-run hamn.roles
     """
-    nodes = _nodes(tgt)
-    answers = _answers(nodes, timeout)
-    summary = discovery.roles(nodes, answers)
-    summary["answers"] = answers
-    summary["last_known"] = history.last_statuses(_dir())
-    summary["config"] = None
-    for node in sorted(answers, key=lambda n: n != summary["primary"]):
-        result = _call([node], "hamn.config", timeout=timeout).get(node)
-        if isinstance(result, dict) and result.get("retcode") == 0:
-            summary["config"] = result["ret"]  # the password comes back redacted
-            break
+    obs = _observe(tgt)
+    answers = {n: v.status for n, v in obs.nodes.items() if v.status is not None}
+    summary = discovery.roles(obs.names, answers)
+    summary.update(answers=answers, errors={n.name: n.error for n in obs.errors}, config=obs.cfg,
+                   record=obs.record)
     return summary
 
 
-def check(orchestration, tgt=DEFAULT_TGT, timeout=5):
+@_guarded
+def status(tgt=DEFAULT_TGT, raw=False):
     """
-    Fail unless both nodes answer, one is primary, the other streams from it,
-    nothing is in maintenance, and the standby's lag is within the pillar's
-    limit: the preconditions of a planned switchover.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-run hamn.check switchover
-    """
-    pair = roles(tgt, timeout)
-    problems = []
-    if pair["unreachable"]:
-        problems.append(f"not answering: {', '.join(pair['unreachable'])}")
-    if pair["split_brain"]:
-        problems.append("both nodes claim the primary role or the VIP")
-    primary, standby = pair["primary"], pair["standby"]
-    if not primary:
-        problems.append("no primary")
-    answer = pair["answers"].get(standby) or {}
-    if (answer.get("wal_receiver") or {}).get("status") != "streaming":
-        problems.append(f"{standby} is not streaming from the primary")
-    limit = (pair["config"] or {}).get("lag_limit", {})
-    lag = (pair["answers"].get(primary) or {}).get("lag_bytes")
-    if lag is not None and limit and lag > limit["bytes"]:
-        problems.append(f"{standby} lags {lag} bytes (limit {limit['bytes']})")
-    if any(a.get("maintenance") for a in pair["answers"].values()):
-        problems.append("maintenance is set in the pillar")
-    _fire(f"hamn/{orchestration}/check", {"ok": not problems, "problems": problems,
-                                           "primary": primary, "standby": standby})
-    if problems:
-        raise CommandExecutionError(f"{orchestration} refused: " + "; ".join(problems))
-    return {"primary": primary, "standby": standby, "lag_bytes": lag}
-
-
-def status(tgt=DEFAULT_TGT, timeout=5, raw=False):
-    """
-    Both nodes side by side: role, timeline, LSNs, lag, VIP holder, services, and
-    the last orchestration run.
+    Both nodes side by side (role, timeline, LSNs, lag, VIP holder, services), the
+    alarms with the command that ends each, and the current, unfinished or last
+    orchestration run.
 
     CLI Example:
 
@@ -144,144 +462,132 @@ def status(tgt=DEFAULT_TGT, timeout=5, raw=False):
 
         salt-run hamn.status
     """
-    nodes = _nodes(tgt)
-    answers = _answers(nodes, timeout)
-    services = _call(list(answers), "hamn.services_status", timeout=timeout) if answers else {}
-    for node, result in services.items():
-        if isinstance(result, dict) and result.get("retcode") == 0:
-            answers[node]["services"] = result["ret"]
+    obs = _observe(tgt)
+    answered = [n for n in obs.names if obs.node(n).answered]
+    if answered:
+        for node, result in _call(answered, "hamn.services_status", timeout=STATUS_TIMEOUT).items():
+            if isinstance(result, dict) and result.get("retcode") == 0:
+                obs.node(node).status["services"] = result["ret"]
+    found = orch_alarms.alarms(obs)
+    run_line = _run_line(obs)
     if raw:
-        return {"roles": discovery.roles(nodes, answers), "answers": answers, "history": history.load(_dir())}
-    return report.table(nodes, answers, history.load(_dir()))
+        return {"nodes": {n: v.status for n, v in obs.nodes.items()}, "alarms": found, "run": run_line,
+                "record": obs.record, "history": history.load(_dir())[-5:]}
+    return report.table(obs, found, run_line)
 
 
-def lock(orchestration, ttl=LOCK_TTL):
+def _run_line(obs):
+    state = orch_lock.holder_state(_lock_path())
+    holder = state.get("record")
+    if holder and state.get("alive"):
+        run = runs.load(_dir(), holder["token"]) or {}
+        return (f"running: {holder.get('name')} (run {holder['token'][:8]}, pid {holder.get('pid')}, "
+                f"at step {runs.last_step(run) or 'begin'})")
+    if obs.unfinished:
+        u = obs.unfinished
+        return (f"UNFINISHED: {u.name} (run {u.token[:8]}) stopped after step {u.last_step or '(none)'}; "
+                "finish it: salt-run state.orchestrate hamn.recover")
+    last = next((e for e in reversed(history.load(_dir())) if e.get("result") != "started"), None)
+    if last:
+        return (f"last orchestration: {last.get('name')} {last.get('result')} at {last.get('finished')}"
+                + (f" ({last.get('summary')})" if last.get("summary") else ""))
+    return None
+
+
+@_guarded
+def check(tgt=DEFAULT_TGT):
     """
-    Take the master's hamn lock for ``orchestration``; fails naming the running
-    one when another holds it. A lock left by a crashed run is taken over.
+    Fail listing every alarm (split brain, no primary, VIP misplaced, standby not
+    streaming, services on both, unfinished run...) with the command that ends
+    it; succeed when the pair is healthy.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-run hamn.lock switchover
+        salt-run hamn.check
     """
-    taken = orch_lock.acquire(os.path.join(_dir(), "orchestration.lock"), orchestration, ttl)
-    if taken["took_over"]:
-        log.warning("hamn: took over a stale lock of %s", taken["took_over"].get("name"))
-    _fire(f"hamn/{orchestration}/lock", {"holder": taken["holder"], "took_over": taken["took_over"]})
-    return taken
+    obs = _observe(tgt)
+    found = [a for a in orch_alarms.alarms(obs) if a["code"] != "maintenance"]
+    _fire("hamn/check", {"ok": not found, "alarms": found})
+    if found:
+        raise HamnError("; ".join(f"{a['code']}: {a['message']} -> {a['action']}" for a in found))
+    return "healthy: " + ", ".join(f"{n.name} {n.role}" for n in obs.nodes.values())
 
 
-def unlock(orchestration):
+@_guarded
+def demote(node, force=False, tgt=DEFAULT_TGT):
     """
-    Release the lock held by ``orchestration``.
+    End a split brain (or take a node out of the primary role by hand): stop
+    xCAT services on ``node``, stop its PostgreSQL boot-safe (any later start
+    comes up as a standby; nothing is deleted, its diverged commits are kept
+    when it rejoins) and drop its VIP. Refuses to demote the only primary
+    unless ``force=True``.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-run hamn.unlock switchover
+        salt-run hamn.demote mn1
     """
-    released = orch_lock.release(os.path.join(_dir(), "orchestration.lock"), orchestration)
-    _fire(f"hamn/{orchestration}/unlock", {"released": released})
-    return released
+    obs = _observe(tgt)
+    if node not in obs.nodes:
+        raise SaltInvocationError(f"node: expected one of {', '.join(obs.names)}, got {node!r}")
+    target = obs.node(node)
+    if target.silent:
+        raise HamnError(f"{node} does not answer; fence it instead (hamn:fence:cmd)")
+    if target.writable and len(obs.primaries) == 1 and not force:
+        raise HamnError(f"{node} is the only primary; demoting it leaves the pair without one. "
+                        "For a planned change: salt-run state.orchestrate hamn.switchover; or add force=True")
+    ret = _demote_node(node)
+    _fire("hamn/demoted", {"node": node, "why": "hamn.demote"})
+    return f"{node} demoted: PostgreSQL stopped boot-safe at {ret.get('lsn')}; rejoin it: " \
+           "salt-run state.orchestrate hamn.rejoin"
 
 
-def step(orchestration, step, tgt, function, fun_args=None, fun_kwargs=None, timeout=300, tgt_type="list"):
+@_guarded
+def first_contact(node, tgt=DEFAULT_TGT):
     """
-    Run ``function`` on ``tgt`` (one minion id, or a target with ``tgt_type``) as one
-    audited step of an orchestration: fires ``hamn/<orchestration>/<step>`` when it
-    starts and when it ends (with the result), and fails when no minion answers or
-    the function fails on any of them.
+    For the reactor on ``salt/minion/<id>/start``: when ``node`` is one the master
+    failed over while it could not be told, demote it before anything else runs
+    there. The event is only a hint: the master re-checks the facts.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-run hamn.step switchover promote mn2 hamn.promote
+        salt-run hamn.first_contact mn1
     """
-    # salt.runner reserves "fun", "arg" and "kwarg": hence "function", "fun_args", "fun_kwargs".
-    tag = f"hamn/{orchestration}/{step}"
-    _fire(tag, {"stage": "start", "tgt": tgt, "fun": function})
-    started = time.monotonic()
-    target = [tgt] if tgt_type == "list" and isinstance(tgt, str) else tgt
-    results = _call(target, function, fun_args or (), fun_kwargs, timeout, tgt_type)
-    seconds = round(time.monotonic() - started, 3)
-    expected = target if tgt_type == "list" else list(results)
-    missing = [m for m in expected if not isinstance(results.get(m), dict)]
-    failed = {m: r.get("ret") for m, r in results.items() if isinstance(r, dict) and r.get("retcode", 0) != 0}
-    if missing or failed or not results:
-        error = {"no answer": missing or (not results and [str(tgt)]), "failed": failed}
-        _fire(tag, {"stage": "failed", "tgt": tgt, "fun": function, "error": error, "seconds": seconds})
-        if failed:
-            raise CommandExecutionError(f"{step}: {function} failed on {', '.join(failed)}: {list(failed.values())[0]}")
-        raise CommandExecutionError(f"{step}: {', '.join(error['no answer'])} did not answer {function} within {timeout}s")
-    rets = {m: r.get("ret") for m, r in results.items()}
-    _fire(tag, {"stage": "done", "tgt": tgt, "fun": function, "ret": rets, "seconds": seconds})
-    return rets[tgt] if isinstance(tgt, str) and tgt in rets else rets
+    if node not in (runs.record(_dir()).get("deposed") or {}):
+        return f"{node} is not a deposed node: nothing to do"
+    obs = _observe(tgt)
+    view = obs.nodes.get(node)
+    if view is None or not view.answered:
+        return f"{node} does not answer yet: nothing done"
+    if view.role == "standby":
+        return f"{node} runs as a standby already"
+    ret = _demote_node(node)
+    _fire("hamn/demoted", {"node": node, "why": "first contact after being failed over"})
+    return f"{node} demoted on first contact (was {view.role}); stopped at {ret.get('lsn')}"
 
 
-def handover(orchestration, old, new, timeout=120):
-    """
-    The zero-loss core of a switchover: stop PostgreSQL on the old primary, take
-    its shutdown checkpoint LSN, and wait until the standby has received it.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-run hamn.handover switchover mn1 mn2
-    """
-    stopped = step(orchestration, "stop-db", old, "hamn.stop_db", fun_kwargs={"mode": "fast"}, timeout=timeout)
-    reached = step(orchestration, "wait-for-lsn", new, "hamn.wait_for_lsn", fun_args=[stopped["lsn"]],
-                   fun_kwargs={"timeout": timeout}, timeout=timeout + 30)
-    return {"lsn": stopped["lsn"], "standby": reached}
+def _preflight(tgt, timeout=60):
+    nodes = _nodes(tgt)
+    raw = _call(nodes, "hamn.preflight", kwarg={"reference_time": time.time()}, timeout=timeout)
+    reports = {n: r.get("ret") for n, r in raw.items() if isinstance(r, dict) and r.get("retcode") == 0}
+    failed = [f"{n}: no answer" for n in nodes if n not in reports]
+    for node, result in sorted(reports.items()):
+        failed += [f"{node}: {c['name']}: {c['reason']}" for c in result["checks"] if not c["ok"]]
+    compared = pre.compare(reports)
+    failed += [f"{c['name']}: {c['reason']}" for c in compared if not c["ok"]]
+    _fire("hamn/preflight", {"ok": not failed, "failed": failed})
+    if failed:
+        raise HamnError("preflight failed: " + "; ".join(failed))
+    return {"reports": reports, "compared": compared}
 
 
-def fence(orchestration, node, cmd=None, timeout=60):
-    """
-    Fence an unreachable node with the pillar's fence command (an argument list,
-    ``{node}`` filled in), run on the master. Without a command it only records
-    that the ARP probe of ``hamn.vip_up`` is the remaining guard.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-run hamn.fence failover mn1 cmd='["rpower", "{node}", "off"]'
-    """
-    tag = f"hamn/{orchestration}/fence"
-    if not cmd:
-        _fire(tag, {"node": node, "fenced": False, "reason": "no fence command configured"})
-        return {"fenced": False, "reason": "no fence command configured; relying on the VIP ARP probe"}
-    if isinstance(cmd, str) or not all(isinstance(a, str) for a in cmd):
-        raise SaltInvocationError("cmd: expected a list of arguments (no shell strings)")
-    argv = [a.replace("{node}", node) for a in cmd]
-    result = proc.run(argv, timeout=timeout, check=False, what="fence command")
-    _fire(tag, {"node": node, "argv": argv, "retcode": result.returncode})
-    if result.returncode != 0:
-        raise CommandExecutionError(f"fencing {node} failed (exit {result.returncode}): {result.stderr.strip()[-300:]}")
-    return {"fenced": True, "argv": argv}
-
-
-def record(orchestration, result="done", summary=""):
-    """
-    Append an orchestration run to the master's hamn history (shown by
-    ``hamn.status``) and fire ``hamn/<orchestration>/finished``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-run hamn.record switchover
-    """
-    entry = history.append(_dir(), orchestration, result, summary)
-    _fire(f"hamn/{orchestration}/finished", entry)
-    return entry
-
-
-def preflight(orchestration="preflight", tgt=DEFAULT_TGT, timeout=60):
+@_guarded
+def preflight(tgt=DEFAULT_TGT, timeout=60):
     """
     Run ``hamn.preflight`` on both nodes (clock compared with the master's) and
     compare their PostgreSQL, OS and xCAT versions; fails listing every failed check.
@@ -292,15 +598,4 @@ def preflight(orchestration="preflight", tgt=DEFAULT_TGT, timeout=60):
 
         salt-run hamn.preflight
     """
-    nodes = _nodes(tgt)
-    raw = _call(nodes, "hamn.preflight", kwarg={"reference_time": time.time()}, timeout=timeout)
-    reports = {n: r.get("ret") for n, r in raw.items() if isinstance(r, dict) and r.get("retcode") == 0}
-    failed = [f"{n}: no answer" for n in nodes if n not in reports]
-    for node, result in sorted(reports.items()):
-        failed += [f"{node}: {c['name']}: {c['reason']}" for c in result["checks"] if not c["ok"]]
-    compared = pre.compare(reports)
-    failed += [f"{c['name']}: {c['reason']}" for c in compared if not c["ok"]]
-    _fire(f"hamn/{orchestration}/preflight", {"ok": not failed, "failed": failed})
-    if failed:
-        raise CommandExecutionError("preflight failed: " + "; ".join(failed))
-    return {"reports": reports, "compared": compared}
+    return _preflight(tgt, timeout)

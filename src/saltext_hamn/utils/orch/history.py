@@ -7,6 +7,14 @@ import time
 KEEP = 50
 
 
+def read_json(path, default=None):
+    return _read(path, default)
+
+
+def write_json(path, data):
+    _write(path, data)
+
+
 def _read(path, default):
     try:
         with open(path, encoding="utf-8") as handle:
@@ -17,7 +25,7 @@ def _read(path, default):
 
 def _write(path, data):
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}"
+    tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(data, handle)
     os.replace(tmp, path)
@@ -40,10 +48,10 @@ def load(directory):
     return _read(os.path.join(directory, "history.json"), [])
 
 
-def append(directory, name, result, summary=""):
+def append(directory, name, result, summary="", token=None):
     entries = load(directory)
     entry = {"name": name, "result": result, "summary": summary,
-             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run": (token or "")[:8]}
     entries.append(entry)
     _write(os.path.join(directory, "history.json"), entries[-KEEP:])
     return entry

@@ -1,4 +1,4 @@
-"""``salt-run hamn.status``: both nodes side by side."""
+"""``salt-run hamn.status``: both nodes side by side, the alarms, the run."""
 
 ROWS = (
     ("role", lambda s: s.get("role")),
@@ -11,30 +11,41 @@ ROWS = (
     ("lag seconds", lambda s: s.get("lag_seconds")),
     ("wal receiver", lambda s: (s.get("wal_receiver") or {}).get("status")),
     ("streaming to", lambda s: ", ".join(x["name"] for x in s.get("standbys", [])) or None),
+    ("reaches peer PG", lambda s: (s.get("peer_postgres") or {}).get("reachable")),
     ("VIP", lambda s: "held" if s.get("vip") else "-"),
     ("services", lambda s: " ".join(f"{k}:{v}" for k, v in (s.get("services") or {}).items()) or None),
     ("maintenance", lambda s: s.get("maintenance")),
 )
 
 
-def table(nodes, answers, history=None):
-    """A plain-text table: one column per node, '(unreachable)' where no answer came."""
-    cols = []
-    for node in nodes:
-        status = answers.get(node)
-        if isinstance(status, dict):
-            cols.append([node] + ["-" if get(status) in (None, "") else str(get(status)) for _, get in ROWS])
-        else:
-            cols.append([node, "(unreachable)"] + [""] * (len(ROWS) - 1))
-    labels = [""] + [label for label, _ in ROWS]
+def _column(view):
+    if view.status is not None:
+        port = {True: "open", False: "closed", None: "-"}[view.pg_port_open]
+        cells = ["-" if get(view.status) in (None, "") else str(get(view.status)) for _, get in ROWS]
+        return [view.name, *cells, port]
+    what = "(error)" if view.error is not None else "(unreachable)"
+    port = {True: "open", False: "closed", None: "-"}[view.pg_port_open]
+    return [view.name, what] + [""] * (len(ROWS) - 1) + [port]
+
+
+def table(obs, alarms=(), run_line=None):
+    """A plain-text table, one column per node, then alarms and the run line."""
+    cols = [_column(obs.node(n)) for n in obs.names]
+    labels = [""] + [label for label, _ in ROWS] + ["PG port (master)"]
     widths = [max(len(x) for x in labels)] + [max(len(x) for x in col) for col in cols]
     lines = []
     for i, label in enumerate(labels):
         cells = [label.ljust(widths[0])] + [col[i].ljust(widths[j + 1]) for j, col in enumerate(cols)]
         lines.append("  ".join(cells).rstrip())
-    last = (history or [None])[-1]
-    if last:
-        lines.append("")
-        lines.append(f"last orchestration: {last.get('name')} {last.get('result')} at {last.get('finished')}"
-                     + (f" ({last.get('summary')})" if last.get("summary") else ""))
+    for view in obs.nodes.values():
+        if view.error is not None:
+            lines.append(f"{view.name}: {view.error}")
+    lines.append("")
+    if alarms:
+        for alarm in alarms:
+            lines.append(f"ALARM {alarm['code']}: {alarm['message']} -> {alarm['action']}")
+    else:
+        lines.append("no alarms")
+    if run_line:
+        lines.append(run_line)
     return "\n".join(lines)

@@ -1,0 +1,259 @@
+"""The steps of the orchestrations, each re-checking its preconditions when it runs.
+
+A step is called by name with the run's record (which holds the plan). It acts
+only when the plan lists it; it then observes what it depends on *now* (not at
+render time, not at the decision) and raises StepRefused when that no longer
+holds. The invariants:
+
+* promote only when the old primary is proven not writable: it answered and is
+  stopped or a standby, or it was fenced in this run (fence command exit 0, or
+  the admin's word) and its PostgreSQL port no longer answers the master;
+* in a failover nothing touches the old primary before the new one has answered
+  as promotable;
+* the VIP is raised only on a primary, and only when the old node does not hold it.
+
+``ctx`` is the runner's side (Salt calls, observations, the fence command,
+events); tests pass a fake.
+"""
+
+import time
+
+from saltext_hamn.utils.errors import HamnError
+from saltext_hamn.utils.orch import decide
+
+PROBE_SETTLE_SECONDS = 5.0  # a fenced node's PostgreSQL port must close within this
+
+DESCRIPTIONS = {
+    "preflight": "preflight on both nodes, versions compared",
+    "replication-primary": "configure replication on the primary {new}",
+    "replication-standby": "configure replication on the standby {old}",
+    "setup-verify": "verify replication {new} -> {old}",
+    "setup-vip-up": "raise the VIP on {new}",
+    "resolution-primary": "name resolution on {new} (resolv.conf nameserver = VIP, hosts: files dns)",
+    "resolution-standby": "name resolution on {old}",
+    "site": "site table master/nameservers = VIP on {new}",
+    "files-primary": "push the synced files from {new}",
+    "files-standby": "first file sync onto {old}",
+    "services-stop-old": "stop xCAT services on {old}",
+    "service-nodes-stop": "stop the services on the service nodes",
+    "demote-old": "stop PostgreSQL on {old}, boot-safe (any later start is a standby)",
+    "handover": "stop PostgreSQL on {old} boot-safe, wait until {new} has received all of it",
+    "vip-down-old": "drop the VIP on {old}",
+    "fence-old": "fence {old} if it does not answer",
+    "promote": "promote {new} once {old} is proven not writable",
+    "vip-up": "raise the VIP on {new} (ARP probe, gratuitous ARP)",
+    "services-start": "start xCAT services on {new}",
+    "post-promotion": "run the post-promotion commands on {new}",
+    "service-nodes-start": "start the services on the service nodes",
+    "diskless-reset": "reset the diskless nodes",
+    "rejoin-old": "rejoin {old} as standby of {new}",
+    "verify": "verify replication {new} -> {old}",
+}
+# How the SLS names the two nodes before the run decides who they are.
+ROLE_WORDS = {
+    "setup": {"new": "the primary", "old": "the standby"},
+    "rejoin": {"new": "the primary", "old": "the node that rejoins"},
+}
+DEFAULT_WORDS = {"new": "the new primary", "old": "the old primary"}
+
+
+class StepRefused(HamnError):
+    """A step's precondition does not hold when it runs."""
+
+
+def describe(step, orchestration, new=None, old=None):
+    words = dict(ROLE_WORDS.get(orchestration, DEFAULT_WORDS))
+    words.update({k: v for k, v in (("new", new), ("old", old)) if v})
+    return DESCRIPTIONS[step].format(**words)
+
+
+def run_step(ctx, run, step):
+    """Do ``step`` of ``run``; returns {"comment", "skipped"?, ...facts for the run record}."""
+    plan = run["plan"]
+    if step not in decide.ORDER:
+        raise HamnError(f"unknown step {step!r}")
+    if step not in plan["steps"]:
+        return {"skipped": True, "comment": f"not needed: {plan['reason']}"}
+    for role in ("new", "old"):
+        if not plan.get(role):
+            raise StepRefused(f"{step}: the plan names no {role} node")
+    return _STEPS[step](ctx, run, plan)
+
+
+# --------------------------------------------------------------------------- preconditions
+
+
+def _require_promotable(ctx, plan):
+    """The failover invariant: the new node answers now and is a promotable standby (or primary)."""
+    if plan["orchestration"] == "switchover":
+        return
+    obs = ctx.observe()
+    new = obs.node(plan["new"])
+    if new.writable:
+        return
+    if not new.running_standby:
+        raise StepRefused(f"{plan['new']} no longer answers as a running standby ({new.role}); "
+                          f"{plan['old']} is left untouched")
+    problem = decide._lag_problem(obs, plan.get("primary_lsn"), new)  # pylint: disable=protected-access
+    if problem and not plan.get("force"):
+        raise StepRefused(problem + f"; {plan['old']} is left untouched")
+
+
+def _require_old_not_writable(ctx, run, plan):
+    obs = ctx.observe()
+    old = obs.node(plan["old"])
+    if old.answered:
+        if old.role in ("stopped", "standby"):
+            return f"{old.name} answers as {old.role}"
+        raise StepRefused(f"refusing to promote {plan['new']}: {old.name} answers as {old.role}, "
+                          "not stopped or standby")
+    if old.error is not None:
+        raise StepRefused(f"refusing to promote {plan['new']}: {old.name} answers with an error: {old.error}")
+    if old.name not in run.get("fenced", []):
+        raise StepRefused(f"refusing to promote {plan['new']}: {old.name} does not answer and was not fenced")
+    if old.pg_port_open:
+        raise StepRefused(f"refusing to promote {plan['new']}: {old.name} was fenced but its PostgreSQL "
+                          "port still answers the master")
+    return f"{old.name} was fenced and its PostgreSQL port is closed"
+
+
+def _require_primary(ctx, plan, what):
+    obs = ctx.observe()
+    new = obs.node(plan["new"])
+    if not new.writable:
+        raise StepRefused(f"{what}: {plan['new']} is not primary ({new.role})")
+    return obs
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _on_new(fun, *args, timeout=300, **kwargs):
+    def step(ctx, run, plan):  # pylint: disable=unused-argument
+        return {"comment": f"{plan['new']}: {fun} done", "ret": ctx.call(plan["new"], fun, args, kwargs, timeout)}
+
+    return step
+
+
+def _on_old(fun, *args, timeout=300, **kwargs):
+    def step(ctx, run, plan):  # pylint: disable=unused-argument
+        return {"comment": f"{plan['old']}: {fun} done", "ret": ctx.call(plan["old"], fun, args, kwargs, timeout)}
+
+    return step
+
+
+def _preflight(ctx, run, plan):  # pylint: disable=unused-argument
+    return {"comment": "preflight passed", "ret": ctx.preflight()}
+
+
+def _services_stop_old(ctx, run, plan):
+    _require_promotable(ctx, plan)
+    return _on_old("hamn.services_stop")(ctx, run, plan)
+
+
+def _service_nodes(action):
+    def step(ctx, run, plan):  # pylint: disable=unused-argument
+        sn = ctx.config()["services"]["service_nodes"]
+        names = sn["names"] if action == "stop" else list(reversed(sn["names"]))
+        done = [ctx.call_target(sn["target"], sn["tgt_type"], f"service.{action}", [name]) for name in names]
+        return {"comment": f"{action} {', '.join(names)} on {sn['target']}", "ret": done}
+
+    return step
+
+
+def _demote_old(ctx, run, plan):
+    _require_promotable(ctx, plan)
+    ret = ctx.call(plan["old"], "hamn.demote", (), {}, 120)
+    return {"comment": f"{plan['old']}: PostgreSQL stopped boot-safe at {ret.get('lsn')}", "ret": ret,
+            "facts": {"handover_lsn": ret.get("lsn")}}
+
+
+def _handover(ctx, run, plan):
+    stopped = ctx.call(plan["old"], "hamn.demote", (), {}, 120)
+    lsn = stopped.get("lsn")
+    obs = ctx.observe()
+    if obs.node(plan["new"]).writable:  # resumed after the promotion: nothing left to wait for
+        return {"comment": f"{plan['old']} stopped at {lsn}; {plan['new']} is primary already", "ret": stopped,
+                "facts": {"handover_lsn": lsn}}
+    reached = ctx.call(plan["new"], "hamn.wait_for_lsn", (lsn,), {"timeout": 120}, 150)
+    return {"comment": f"{plan['old']} stopped at {lsn}; {plan['new']} received it", "ret": reached,
+            "facts": {"handover_lsn": lsn}}
+
+
+def _fence_old(ctx, run, plan):
+    _require_promotable(ctx, plan)
+    obs = ctx.observe()
+    old = obs.node(plan["old"])
+    if not old.silent:
+        raise StepRefused(f"{old.name} answers again ({old.role}); re-run the orchestration: the plan changes")
+    if plan.get("fenced_by_admin") == old.name:
+        how = "the admin states it is powered off"
+    else:
+        how = ctx.fence(old.name)
+    deadline = time.monotonic() + PROBE_SETTLE_SECONDS
+    while ctx.probe_pg(old.name):
+        if time.monotonic() > deadline:
+            raise StepRefused(f"{old.name} was fenced ({how}) but its PostgreSQL port still answers the master")
+        time.sleep(0.2)
+    return {"comment": f"{old.name} fenced: {how}; its PostgreSQL port is closed",
+            "facts": {"fenced": sorted(set(run.get("fenced", [])) | {old.name})}}
+
+
+def _promote(ctx, run, plan):
+    proof = _require_old_not_writable(ctx, run, plan)
+    lsn = plan.get("primary_lsn") or run.get("handover_lsn")
+    ret = ctx.call(plan["new"], "hamn.promote", (), {"force": bool(plan.get("force")), "primary_lsn": lsn}, 120)
+    ctx.promoted(plan, run)
+    return {"comment": f"{plan['new']} promoted ({proof})", "ret": ret, "facts": {"promoted": True}}
+
+
+def _vip_up(ctx, run, plan):
+    obs = _require_primary(ctx, plan, "refusing to raise the VIP")
+    old = obs.node(plan["old"])
+    if old.holds_vip:
+        raise StepRefused(f"refusing to raise the VIP on {plan['new']}: {old.name} still holds it")
+    return _on_new("hamn.vip_up")(ctx, run, plan)
+
+
+def _services_start(ctx, run, plan):
+    _require_primary(ctx, plan, "refusing to start xCAT services")
+    return _on_new("hamn.services_start")(ctx, run, plan)
+
+
+def _rejoin_old(ctx, run, plan):
+    _require_primary(ctx, plan, "refusing to rejoin")
+    ret = ctx.call(plan["old"], "hamn.rewind", (), {"fallback": True}, 3600)
+    ctx.rejoined(plan["old"])
+    comment = f"{plan['old']} follows {plan['new']} ({ret.get('method') or ret.get('comment')})"
+    if isinstance(ret, dict) and ret.get("comment") and ret.get("method"):
+        comment += f"; {ret['comment']}"
+    return {"comment": comment, "ret": ret}
+
+
+_STEPS = {
+    "preflight": _preflight,
+    "replication-primary": _on_new("state.apply", "hamn.replication", timeout=600),
+    "replication-standby": _on_old("state.apply", "hamn.replication", timeout=3600),
+    "setup-verify": _on_new("hamn.verify_replication"),
+    "setup-vip-up": _on_new("hamn.vip_up"),
+    "resolution-primary": _on_new("state.apply", "hamn.resolution"),
+    "resolution-standby": _on_old("state.apply", "hamn.resolution"),
+    "site": _on_new("hamn.run_hooks", which="site"),
+    "files-primary": _on_new("state.apply", "hamn.files"),
+    "files-standby": _on_old("state.apply", "hamn.files"),
+    "services-stop-old": _services_stop_old,
+    "service-nodes-stop": _service_nodes("stop"),
+    "demote-old": _demote_old,
+    "handover": _handover,
+    "vip-down-old": _on_old("hamn.vip_down"),
+    "fence-old": _fence_old,
+    "promote": _promote,
+    "vip-up": _vip_up,
+    "services-start": _services_start,
+    "post-promotion": _on_new("hamn.run_hooks", timeout=1800),
+    "service-nodes-start": _service_nodes("start"),
+    "diskless-reset": _on_new("hamn.run_hooks", which="diskless_reset", timeout=1800),
+    "rejoin-old": _rejoin_old,
+    "verify": _on_new("hamn.verify_replication"),
+}
+assert set(_STEPS) == set(decide.ORDER) == set(DESCRIPTIONS)

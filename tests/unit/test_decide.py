@@ -1,0 +1,196 @@
+"""The decision core over a table of pair states: the plan, or the refusal and why."""
+
+import pytest
+
+from saltext_hamn.utils.orch import decide
+from saltext_hamn.utils.orch.observation import NodeView, Observation, UnfinishedRun
+from tests import support
+
+ADDR = {"mn1": "198.51.100.11", "mn2": "198.51.100.12"}
+
+
+def primary(lsn="0/5000000", vip=True, timeline=1, **extra):
+    return {"role": "primary", "running": True, "timeline": timeline, "current_lsn": lsn, "vip": vip,
+            "lag_bytes": 0, **extra}
+
+
+def standby(of="mn1", received="0/5000000", streaming=True, vip=False, timeline=1, running=True, **extra):
+    receiver = {"status": "streaming", "sender_host": ADDR[of]} if streaming else None
+    return {"role": "standby", "running": running, "timeline": timeline, "received_lsn": received,
+            "replayed_lsn": received, "wal_receiver": receiver, "vip": vip, **extra}
+
+
+def stopped(**extra):
+    return {"role": "stopped", "running": False, "timeline": 1, "vip": False, **extra}
+
+
+SILENT = object()
+
+
+def obs(mn1, mn2, port=None, last=None, error=None, cfg=None, record=None, **kwargs):
+    """An Observation: a status dict per node, SILENT, or ("error", text)."""
+    views = {}
+    for name, value in (("mn1", mn1), ("mn2", mn2)):
+        view = NodeView(name=name, address=ADDR[name], pg_port_open=(port or {}).get(name))
+        if value is SILENT:
+            view.last_known = (last or {}).get(name)
+        elif isinstance(value, tuple):
+            view.error = value[1]
+        else:
+            view.status = value
+        views[name] = view
+    return Observation(nodes=views, cfg=cfg or support.load(), record=record or {}, **kwargs)
+
+
+FENCE = support.load(fence={"cmd": ["rpower", "{node}", "off"]})
+
+
+# (orchestration, observation, expected: ("plan", new, old, key steps) or ("refused", text in the reason))
+TABLE = [
+    # healthy pair
+    ("switchover", obs(primary(), standby()), ("plan", "mn2", "mn1", ["handover", "promote", "rejoin-old"])),
+    ("failover", obs(primary(), standby()), ("refused", "mn1 is a healthy primary")),
+    ("rejoin", obs(primary(), standby()), ("plan", "mn1", "mn2", ["rejoin-old"])),
+    ("recover", obs(primary(), standby()), ("plan", "mn1", "mn2", ["vip-up"])),
+    # primary's PostgreSQL dead, its minion alive
+    ("failover", obs(stopped(), standby(streaming=False)), ("plan", "mn2", "mn1", ["services-stop-old",
+                                                                                   "demote-old", "promote"])),
+    ("switchover", obs(stopped(), standby(streaming=False)), ("refused", "no node runs as primary")),
+    # primary's minion dead, PostgreSQL alive (port open), no fence command
+    ("failover", obs(SILENT, standby(), port={"mn1": True}), ("refused", "its PostgreSQL port still answers")),
+    ("failover", obs(SILENT, standby(), port={"mn1": True}, fenced_by_admin="mn1"),
+     ("refused", "still answers the master")),
+    ("failover", obs(SILENT, standby(), port={"mn1": True}, cfg=FENCE), ("plan", "mn2", "mn1", ["fence-old"])),
+    # primary entirely silent
+    ("failover", obs(SILENT, standby(streaming=False), port={"mn1": False}), ("refused", "no fence command")),
+    ("failover", obs(SILENT, standby(streaming=False), port={"mn1": False}, fenced_by_admin="mn1"),
+     ("plan", "mn2", "mn1", ["fence-old", "promote"])),
+    ("switchover", obs(SILENT, standby(streaming=False)), ("refused", "mn1 does not answer")),
+    # standby silent: never touch the healthy primary
+    ("failover", obs(primary(), SILENT), ("refused", "mn1 is a healthy primary and mn2 (standby) does not answer")),
+    ("switchover", obs(primary(), SILENT), ("refused", "mn2 does not answer")),
+    ("recover", obs(primary(), SILENT), ("plan", "mn1", "mn2", ["vip-up", "services-start"])),
+    # both primary
+    ("failover", obs(primary(timeline=2), primary(timeline=3)), ("refused", "split brain")),
+    ("switchover", obs(primary(timeline=2), primary(timeline=3, vip=False)), ("refused", "split brain")),
+    ("recover", obs(primary(timeline=2), primary(timeline=3, vip=False)), ("refused", "hamn.demote mn1")),
+    # no primary at all
+    ("failover", obs(stopped(), stopped()), ("refused", "nothing to promote")),
+    ("recover", obs(standby(streaming=False, received="0/4000000"), standby(streaming=False)),
+     ("plan", "mn2", "mn1", ["demote-old", "promote"])),
+    ("failover", obs(standby(streaming=False), standby(streaming=False)), ("refused", "both nodes are standbys")),
+    # both silent / an error answer is not silence
+    ("failover", obs(SILENT, SILENT), ("refused", "neither node answers")),
+    ("failover", obs(("error", "hamn:vip:prefix: expected an integer"), standby(), cfg=FENCE),
+     ("refused", "mn1 answered with an error")),
+    # VIP nowhere / on the standby
+    ("switchover", obs(primary(vip=False), standby()), ("plan", "mn2", "mn1", ["promote", "vip-up"])),
+    ("switchover", obs(primary(vip=False), standby(vip=True)), ("refused", "the VIP is on the standby mn2")),
+    ("recover", obs(primary(vip=False), standby(vip=True)), ("plan", "mn1", "mn2", ["vip-down-old", "vip-up"])),
+    ("failover", obs(primary(), standby(vip=True)), ("refused", "both nodes hold the VIP")),
+    # lag guard, from the old primary's last known position
+    ("failover", obs(SILENT, standby(received="0/1000000"), port={"mn1": False}, cfg=FENCE,
+                     last={"mn1": primary(lsn="0/9000000")}), ("refused", "bytes behind")),
+    ("failover", obs(SILENT, standby(received="0/1000000"), port={"mn1": False}, cfg=FENCE,
+                     last={"mn1": primary(lsn="0/9000000")}, force=True), ("plan", "mn2", "mn1", ["promote"])),
+    # a restarted standby's received LSN at the segment start: replayed is what it holds
+    ("failover", obs(SILENT, standby(received="0/5000000", replayed_lsn="0/5000100"), port={"mn1": False},
+                     cfg=support.load(fence={"cmd": ["f", "{node}"]}, lag_limit={"bytes": 256}),
+                     last={"mn1": primary(lsn="0/5000100")}), ("plan", "mn2", "mn1", ["promote"])),
+    # standby not running
+    ("failover", obs(SILENT, standby(running=False, streaming=False), cfg=FENCE), ("refused", "nothing to promote")),
+    # maintenance
+    ("switchover", obs(primary(), standby(), cfg=support.load(maintenance=True)), ("refused", "maintenance")),
+]
+
+
+@pytest.mark.parametrize("orchestration, observation, expected", TABLE)
+def test_decision_table(orchestration, observation, expected):
+    if expected[0] == "refused":
+        with pytest.raises(decide.Refused) as caught:
+            decide.decide(orchestration, observation)
+        assert expected[1] in str(caught.value)
+        assert caught.value.next_action  # every refusal says what to do next
+        return
+    plan = decide.decide(orchestration, observation)
+    _, new, old, key_steps = expected
+    assert (plan.new, plan.old) == (new, old)
+    for step in key_steps:
+        assert step in plan.steps, plan.steps
+    assert plan.steps == [s for s in decide.ORDER if s in plan.steps]  # canonical order
+
+
+def test_failover_fences_only_a_silent_old_primary():
+    answering = decide.decide("failover", obs(stopped(), standby(streaming=False)))
+    assert "fence-old" not in answering.steps and "demote-old" in answering.steps
+    silent = decide.decide("failover", obs(SILENT, standby(streaming=False), port={"mn1": False}, cfg=FENCE))
+    assert silent.steps[:2] == ["fence-old", "promote"] and not silent.old_answers
+    assert not set(silent.steps) & {"services-stop-old", "demote-old", "vip-down-old"}
+
+
+def test_optional_steps_follow_the_pillar():
+    plain = decide.decide("switchover", obs(primary(), standby()))
+    assert "service-nodes-stop" not in plain.steps and "diskless-reset" not in plain.steps
+    cfg = support.load(services={"service_nodes": {"target": "sn*"}},
+                       hooks={"diskless_reset": {"enabled": True, "noderange": "compute"}})
+    full = decide.decide("switchover", obs(primary(), standby(), cfg=cfg))
+    assert {"service-nodes-stop", "service-nodes-start", "diskless-reset"} <= set(full.steps)
+
+
+def unfinished(name, last_step, **kwargs):
+    return UnfinishedRun(name=name, token="abcdef0123456789", old="mn1", new="mn2", last_step=last_step, **kwargs)
+
+
+# Each point at which a switchover mn1 -> mn2 can be interrupted, and what a re-run does.
+INTERRUPTED = [
+    ("after services-stop-old", obs(primary(), standby()), ["handover", "promote", "rejoin-old"]),
+    ("after handover", obs(stopped(), standby(streaming=False)), ["handover", "promote", "vip-up", "rejoin-old"]),
+    ("after vip-down-old", obs(stopped(), standby(streaming=False)), ["promote", "vip-up"]),
+    ("after promote", obs(stopped(), primary(vip=False, timeline=2)), ["vip-up", "services-start",
+                                                                      "post-promotion", "rejoin-old"]),
+    ("after vip-up", obs(stopped(), primary(timeline=2)), ["services-start", "post-promotion", "rejoin-old"]),
+    ("after rejoin-old", obs(standby(of="mn2", timeline=2), primary(timeline=2)), ["post-promotion"]),
+]
+
+
+@pytest.mark.parametrize("point, observation, key_steps", INTERRUPTED)
+@pytest.mark.parametrize("rerun", ["switchover", "recover"])
+def test_an_interrupted_switchover_resumes_towards_its_goal(point, observation, key_steps, rerun):
+    observation.unfinished = unfinished("switchover", point.split()[-1])
+    plan = decide.decide(rerun, observation)
+    assert (plan.new, plan.old, plan.resume_of) == ("mn2", "mn1", "abcdef0123456789")
+    assert plan.orchestration == "switchover"
+    for step in key_steps:
+        assert step in plan.steps, (point, plan.steps)
+    assert set(plan.steps) <= set(decide.TAKEOVER)
+
+
+def test_an_interrupted_run_blocks_other_orchestrations():
+    observation = obs(stopped(), standby(streaming=False), unfinished=unfinished("switchover", "handover"))
+    with pytest.raises(decide.Refused, match="interrupted switchover .* never finished") as caught:
+        decide.decide("failover", observation)
+    assert "hamn.recover" in caught.value.next_action
+
+
+def test_an_interrupted_switchover_whose_old_node_went_silent_needs_a_fence():
+    observation = obs(SILENT, standby(streaming=False), port={"mn1": False},
+                      unfinished=unfinished("switchover", "handover"))
+    with pytest.raises(decide.Refused, match="no fence command"):
+        decide.decide("switchover", observation)
+    observation.cfg = FENCE
+    assert "fence-old" in decide.decide("switchover", observation).steps
+
+
+def test_the_node_to_demote_in_a_split_brain():
+    deposed = obs(primary(timeline=3), primary(timeline=2), record={"primary": "mn2", "deposed": {"mn1": {}}})
+    assert decide.node_to_demote(deposed) == "mn1"  # the master's record beats the timeline
+    by_timeline = obs(primary(timeline=2), primary(timeline=3))
+    assert decide.node_to_demote(by_timeline) == "mn1"
+    assert decide.node_to_demote(obs(primary(timeline=2), primary(timeline=2))) is None
+
+
+def test_a_deposed_node_running_writable_is_demoted_on_first_contact():
+    record = {"primary": "mn2", "deposed": {"mn1": {"run": "x"}}}
+    assert decide.deposed_to_demote(obs(primary(), primary(timeline=2), record=record)) == ["mn1"]
+    assert decide.deposed_to_demote(obs(standby(of="mn2"), primary(timeline=2), record=record)) == []
+    assert decide.deposed_to_demote(obs(SILENT, primary(timeline=2), record=record)) == []
