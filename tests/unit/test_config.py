@@ -105,7 +105,7 @@ def test_defaults_filled():
     assert pg["version"] == 15
     assert pg["bindir"] == "/usr/lib/postgresql/15/bin"
     assert pg["data_dir"] == pg["config_dir"] == "/var/lib/postgresql/15/main"
-    assert pg["port"] == 5432 and pg["service"] is None and pg["auto_rebuild"] is False
+    assert pg["port"] == 5432 and "service" not in pg and pg["auto_rebuild"] is False
     assert pg["replication"] == {
         "user": "replicator",
         "password": SECRET,
@@ -345,3 +345,15 @@ def test_load_does_not_mutate_input_or_defaults():
     assert raw == before
     assert config.DEFAULTS == defaults_before
     assert config.load(raw)["services"]["names"] == before["services"]["names"]
+
+
+@pytest.mark.parametrize("value", [None, "postgresql@15-main"])
+def test_removed_postgres_service_key_says_why(value):
+    message = error_of(with_change("postgres:service", value))
+    assert message.startswith("hamn:postgres:service: this key was removed")
+    assert "pg_ctl" in message and "systemctl disable" in message
+
+
+def test_postgres_service_not_in_pillar_example():
+    raw = yaml.safe_load(PILLAR_EXAMPLE.read_text(encoding="utf-8"))["hamn"]
+    assert "service" not in raw["postgres"] and "service" not in config.DEFAULTS["postgres"]

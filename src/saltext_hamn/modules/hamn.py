@@ -19,7 +19,7 @@ try:
 
     from saltext_hamn.utils import preflight as pre, services
     from saltext_hamn.utils.net import vip
-    from saltext_hamn.utils.pg import canary, cluster as pg_cluster, postmaster
+    from saltext_hamn.utils.pg import canary, cluster as pg_cluster, demote as pg_demote, peer as pg_peer, postmaster
     from saltext_hamn.utils.pg import promote as pg_promote, rewind as pg_rewind, standby, status as pg_status
 
     _MISSING = None
@@ -63,7 +63,8 @@ def config():
     Return this node's validated ``hamn`` pillar with defaults filled in.
 
     Secrets are redacted. Raises SaltInvocationError naming the key path when the
-    pillar is wrong, so this is also the quickest pillar check.
+    pillar is wrong, or when this minion is not one of ``hamn:nodes``, so this is
+    also the quickest pillar check.
 
     CLI Example:
 
@@ -72,6 +73,7 @@ def config():
         salt '*' hamn.config
     """
     cfg = copy.deepcopy(_cfg())
+    _me(cfg)
     cfg["postgres"]["replication"]["password"] = REDACTED
     return cfg
 
@@ -93,7 +95,10 @@ def status():
     """
     This node's role and replication state: role (primary/standby/stopped/unknown),
     running, in recovery, timeline, current/received/replayed LSN, lag in bytes and
-    seconds, connected standbys, slots, whether it holds the VIP, maintenance flag.
+    seconds, connected standbys, slots, whether it holds the VIP, maintenance flag,
+    and ``peer_postgres``: whether the peer's PostgreSQL port accepts a TCP
+    connection from here (``{"reachable": bool, "seconds": float}``, plus ``error``
+    when not; a plain connect with a 0.5 s timeout, no login, no SQL).
 
     Cheap and read-only: safe to call every second.
 
@@ -108,7 +113,7 @@ def status():
     me = _me(cfg)
     info = pg_status.collect(_local(cfg))
     info.update(node=me, peer=hamn_config.peer_of(cfg, me), maintenance=cfg["maintenance"],
-                vip=_vip_held(cfg), time=time.time())
+                vip=_vip_held(cfg), peer_postgres=pg_peer.probe_peer(cfg, me), time=time.time())
     info["seconds"] = round(time.monotonic() - started, 3)
     return info
 
@@ -149,6 +154,13 @@ def stop_db(mode="fast", timeout=60):
     Stop PostgreSQL cleanly and return the shutdown checkpoint LSN (from pg_control),
     so a switchover can wait until the standby has received it.
 
+    Boot-safe: unless PostgreSQL runs here as a standby, the standby config
+    pointing at the peer (standby.signal, ``hamn.standby.conf``) is written first,
+    so any later start (``pg_ctl start``, systemd at boot, ``hamn.start_db``) comes
+    up read-only. To make the node primary again, ``hamn.promote`` it.
+    Returns ``changed``, ``was_running``, ``lsn`` (None when pg_control shows no
+    clean shutdown), ``state`` (pg_control's cluster state) and ``boot_safe``.
+
     CLI Example:
 
     .. code-block:: bash
@@ -158,22 +170,35 @@ def stop_db(mode="fast", timeout=60):
     """
     if mode not in ("smart", "fast", "immediate"):
         raise SaltInvocationError(f"mode: expected smart, fast or immediate, got {mode!r}")
+    timeout = _seconds(timeout, "timeout")
     cfg = _cfg()
-    return pg_promote.stop(_local(cfg), mode=mode, timeout=_seconds(timeout, "timeout"))
+    return pg_demote.stop(_local(cfg), cfg, _me(cfg), cfg["postgres"]["version"], mode=mode, timeout=timeout)
 
 
 def demote(timeout=60):
     """
-    Take this primary out of service for a switchover: a fast, clean stop that
-    returns the shutdown checkpoint LSN. Rejoin it afterwards with ``hamn.rewind``.
+    Take this node out of the primary role for good: write the standby config
+    pointing at the peer (standby.signal, ``hamn.standby.conf`` with
+    primary_conninfo, this node's slot, recovery_target_timeline latest), then stop
+    PostgreSQL fast and clean. Any later start, by hamn, by hand or by systemd at
+    boot, comes up read-only as a standby of the peer.
+
+    Idempotent; works on a running primary or standby, a stopped node and a
+    crashed one (then ``state`` is "in production" and ``lsn`` None: there was no
+    clean shutdown). Returns ``changed``, ``was_running``, ``was_role``, ``lsn``
+    (the shutdown checkpoint, for the standby to reach before a promotion),
+    ``state``, ``boot_safe`` and ``standby_signal`` (its path).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt mn1 hamn.demote
+        salt mn1 hamn.demote timeout=120
     """
-    return stop_db(mode="fast", timeout=timeout)
+    timeout = _seconds(timeout, "timeout")
+    cfg = _cfg()
+    return pg_demote.demote(_local(cfg), cfg, _me(cfg), cfg["postgres"]["version"], timeout=timeout)
 
 
 def start_db(timeout=60):

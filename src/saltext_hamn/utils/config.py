@@ -51,7 +51,6 @@ DEFAULTS = {
         # Other hosts (service nodes) allowed to reach the xCAT database (pg_hba, scram).
         "db_clients": [],
         "listen_addresses": "*",
-        "service": None,  # None: managed with pg_ctl
         "auto_rebuild": False,
         "replication": {
             "user": "replicator",
@@ -493,7 +492,6 @@ SCHEMA = {
         "xcat_db_user": _PG_NAME,
         "db_clients": ListOf(IPv4Net(), unique=True),
         "listen_addresses": Str(),
-        "service": Str(pattern=_UNIT, what="a systemd unit name", nullable=True),
         "auto_rebuild": Bool(),
         "replication": {
             "user": _PG_NAME,
@@ -584,6 +582,16 @@ def _merge(defaults, value):
     return copy.deepcopy(value)
 
 
+# Keys that existed once: a pillar still setting one is told why it is gone.
+REMOVED = {
+    "hamn:postgres:service": (
+        "this key was removed: it never did anything, hamn starts and stops PostgreSQL with pg_ctl "
+        "itself. Delete it from the pillar, and keep the PostgreSQL systemd unit disabled on both nodes "
+        "(systemctl disable postgresql postgresql@<version>-main; see docs/execution-module.md)"
+    ),
+}
+
+
 def _walk(spec, value, path):
     """Check ``value`` against ``spec`` (a dict of specs or a checker callable)."""
     if not isinstance(spec, dict):
@@ -591,6 +599,8 @@ def _walk(spec, value, path):
     if not isinstance(value, dict):
         _fail(path, "a mapping", value, secret=True)
     for key in value:
+        if f"{path}:{key}" in REMOVED:
+            raise SaltInvocationError(f"{path}:{key}: {REMOVED[f'{path}:{key}']}")
         if key not in spec:
             raise SaltInvocationError(
                 f"{path}:{key}: unknown key; expected one of: {', '.join(sorted(spec))}"

@@ -6,7 +6,9 @@ with no pillar edit:
 * primary (``salt`` transport): scan the listed trees, push what the master does
   not hold yet (content objects, then the manifest) with ``cp.push``, re-read the
   master's copy through a fresh pillar and fail if it still differs. Nothing on the
-  primary's listed paths is ever written.
+  primary's listed paths is ever written. "Not in recovery" alone is not trusted:
+  when ``hamn.status`` says the peer's PostgreSQL port answers, the peer is asked,
+  and if it runs as primary too (split brain) nothing is pushed and the state fails.
 * standby: make the listed trees match the primary's manifest (``salt``: from the
   ``hamn_files`` pillar; ``rsync``: pulled over ssh), then scan again and fail if
   anything still differs. A manifest from an older timeline than the one this
@@ -28,6 +30,8 @@ from saltext_hamn.utils.filesync import apply as fapply
 from saltext_hamn.utils.filesync import manifest, paths
 from saltext_hamn.utils.filesync import plan as fplan
 from saltext_hamn.utils.filesync import transport
+from saltext_hamn.utils.pg import cluster as pg_cluster
+from saltext_hamn.utils.pg import peer as pg_peer
 
 NO_PILLAR = ("no hamn_files pillar: the master needs 'ext_pillar: [{hamn_files: {}}]' and "
              "'file_recv: True' for the salt transport (docs/file-sync.md)")
@@ -99,6 +103,7 @@ def _files_synced(run):
     role = status.get("role")
     try:
         if role == "primary":
+            _refuse_split_brain(run, cfg, me, status)
             if cfg["files"]["transport"] == "rsync":
                 run.finish(f"{me} is the primary: with the rsync transport the standby {peer} pulls; "
                            "nothing to do here")
@@ -114,6 +119,16 @@ def _files_synced(run):
 
 
 # --------------------------------------------------------------------------- primary
+
+
+def _refuse_split_brain(run, cfg, me, status):
+    """Fail when the peer runs as primary too. Asked only when ``hamn.status`` found
+    its PostgreSQL port open; an unreachable peer changes nothing (the master decides)."""
+    if not (status.get("peer_postgres") or {}).get("reachable"):
+        return
+    clash = pg_peer.split_brain(pg_cluster.from_config(cfg), cfg, me, status.get("timeline"))
+    if clash:
+        run.finish(f"refused to sync files as primary: {clash}", False)
 
 
 def _primary(run, cfg, me, status):

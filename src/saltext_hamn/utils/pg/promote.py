@@ -72,11 +72,18 @@ def promote(cluster, cfg, me, *, force=False, primary_lsn=None, timeout=60):
             "peer_slot": peer_slot, "seconds": round(time.monotonic() - started, 3), **lag}
 
 
+CLEAN_STATES = ("shut down", "shut down in recovery")
+
+
 def stop(cluster, mode="fast", timeout=60):
+    """Stop; ``lsn`` is the shutdown checkpoint, None when pg_control shows no clean
+    shutdown (e.g. "in production" after a crash): then the last checkpoint is not
+    the end of the WAL and must not be waited for as a handover point."""
     was_running = postmaster.is_running(cluster)
     checkpoint = postmaster.stop(cluster, mode=mode, timeout=timeout)
-    return {"changed": was_running, "was_running": was_running, "lsn": checkpoint,
-            "state": postmaster.controldata(cluster).get("Database cluster state")}
+    state = postmaster.controldata(cluster).get("Database cluster state")
+    return {"changed": was_running, "was_running": was_running,
+            "lsn": checkpoint if state in CLEAN_STATES else None, "state": state}
 
 
 def wait_for_lsn(cluster, target, timeout=60, replayed=False):

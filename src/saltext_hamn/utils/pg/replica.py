@@ -17,6 +17,7 @@ from saltext_hamn.utils import config
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.net import arp
 from saltext_hamn.utils.pg import bootstrap, conf, connection, postmaster, replication, rewind, standby, status
+from saltext_hamn.utils.pg import peer as pg_peer
 
 
 def _peer(cluster, cfg, me):
@@ -32,6 +33,11 @@ def discover_role(cluster, cfg, me):
     local = status.collect(cluster)
     peer_id = config.peer_of(cfg, me)
     if local["role"] == "primary":
+        # Not in recovery is not enough: an old primary started by hand after a
+        # failover is not in recovery either. Ask the peer (unreachable: as before).
+        clash = pg_peer.split_brain(cluster, cfg, me, local["timeline"])
+        if clash:
+            raise HamnError(clash)
         return "primary", "PostgreSQL runs here as primary"
     if local["role"] == "standby":
         return "standby", "PostgreSQL runs here in recovery"
