@@ -32,7 +32,9 @@ def orchestrate(spec, name, test=False, pillar=None, timeout=900):
     for ret in sorted(states.values(), key=lambda r: r.get("__run_num__", 0)):
         comment = ret.get("comment", "")
         returned = (ret.get("changes") or {}).get("return")
-        if ret.get("result") is False and isinstance(returned, str):
+        if isinstance(returned, dict) and returned.get("error"):
+            returned = returned["error"]  # the hamn runner's one-line failure
+        if isinstance(returned, str) and returned.strip() and ret.get("result") is not None:
             comment = returned.strip().splitlines()[-1]
         steps.append((ret.get("__id__"), ret.get("result"), round(ret.get("duration", 0) / 1000, 2), comment))
     ok = data.get("retcode", 0) == 0 and all(r is not False for _, r, _, _ in steps)
@@ -40,14 +42,18 @@ def orchestrate(spec, name, test=False, pillar=None, timeout=900):
 
 
 def show(say, name, ok, steps):
+    skipped = 0
     for ident, result, seconds, comment in steps:
-        if comment.startswith("State was not run because onfail"):
-            continue  # the failure-recording step of a run that did not fail
+        if comment.startswith("One or more requisite failed"):
+            skipped += 1  # after the step that failed: listed as one line below
+            continue
         mark = {True: "ok  ", None: "... ", False: "FAIL"}[result]
         line = f"  {mark} {ident} ({seconds:.1f}s)"
         if result is False:
             line += f": {comment}"
         say(line)
+    if skipped:
+        say(f"  (the {skipped} later steps did not run)")
     say(f"hamn.{name}: {'done' if ok else 'FAILED'}")
 
 

@@ -44,6 +44,8 @@ def write_configs(spec):
         # hamn.files_synced (salt transport): the primary cp.pushes, the ext_pillar hands out.
         "file_recv": True,
         "ext_pillar": [{"hamn_files": {}}],
+        # A node failed over while unreachable is demoted on its first contact.
+        "reactor": [{"salt/minion/*/start": [str(spec.states_dir / "hamn" / "reactor" / "first_contact.sls")]}],
         # Lab only: the two minions are ours. A real master accepts keys by hand.
         "auto_accept": True,
         "log_level_logfile": "info",

@@ -39,7 +39,7 @@ __virtualname__ = "hamn"
 
 # Minions whose cached pillar has a hamn tree: the two management nodes.
 DEFAULT_TGT = "I@hamn:initial_primary:*"
-STATUS_TIMEOUT = 3  # hamn.status answers in milliseconds; a node silent this long is down
+STATUS_TIMEOUT = 2  # hamn.status answers in milliseconds; a node silent this long is down
 PROBE_TIMEOUT = 0.5
 
 
@@ -116,11 +116,16 @@ def _call(tgt, fun, arg=(), kwarg=None, timeout=60, tgt_type="list", gather_job_
 def _call_one(node, fun, args=(), kwargs=None, timeout=300):
     """``fun`` on one node; its return, or HamnError naming the node (no answer / failure)."""
     result = _call([node], fun, args, kwargs, timeout).get(node)
-    if not isinstance(result, dict):
+    if not isinstance(result, dict) or _no_return(result.get("ret")):
         raise HamnError(f"{node} did not answer {fun} within {timeout}s")
     if result.get("retcode", 0) != 0:
         raise HamnError(f"{fun} failed on {node}: {_one_line(result.get('ret'))}")
     return result.get("ret")
+
+
+def _no_return(ret):
+    """Salt's own placeholder for a minion that did not answer (not the minion's error)."""
+    return isinstance(ret, str) and ret.startswith("Minion did not return")
 
 
 def _one_line(value):
@@ -144,10 +149,27 @@ def _probes(targets):
         return {key: f.result() for key, f in futures.items()}
 
 
-def _observe(tgt=DEFAULT_TGT, force=False, fenced=None, live_token=None):
+def _disconnected(nodes):
+    """Nodes the master knows are not connected to its publisher (Salt's "[Not connected]").
+
+    Asking them would only wait out the timeout. A node without cached grains is
+    never assumed disconnected.
+    """
+    minions = salt.utils.minions.CkMinions(__opts__)  # noqa: F821 pylint: disable=undefined-variable
+    try:
+        connected = minions.connected_ids(subset=list(nodes))
+        known = [n for n in nodes if minions.cache.fetch("grains", n)]
+    except Exception:  # pylint: disable=broad-except
+        log.debug("hamn: cannot tell which minions are connected", exc_info=True)
+        return []
+    return [n for n in known if n not in connected]
+
+
+def _observe(tgt=DEFAULT_TGT, force=False, fenced=None, live_token=None, cfg=None):
     """An Observation: both nodes' hamn.status (or silence, or error) and the master's probes."""
     nodes = _nodes(tgt)
-    raw = _call(nodes, "hamn.status", timeout=STATUS_TIMEOUT, gather_job_timeout=2)
+    asked = [n for n in nodes if n not in _disconnected(nodes)]
+    raw = _call(asked, "hamn.status", timeout=STATUS_TIMEOUT, gather_job_timeout=1) if asked else {}
     views = {n: NodeView(name=n) for n in nodes}
     for node, result in raw.items():
         if node not in views or not isinstance(result, dict):
@@ -155,12 +177,12 @@ def _observe(tgt=DEFAULT_TGT, force=False, fenced=None, live_token=None):
         ret = result.get("ret")
         if result.get("retcode", 0) == 0 and isinstance(ret, dict):
             views[node].status = ret
-        else:
+        elif not _no_return(ret):
             views[node].error = _one_line(ret)
     answers = {n: v.status for n, v in views.items() if v.status is not None}
     history.remember_statuses(_dir(), answers)
     last = history.last_statuses(_dir())
-    cfg = _config(nodes, views)
+    cfg = cfg or _config(nodes, views)
     if cfg:
         port = cfg["postgres"]["port"]
         targets = {n: (cfg["nodes"][n]["address"], port) for n in nodes if n in cfg["nodes"]}
@@ -204,13 +226,15 @@ def _config(nodes, views):
 class _Context:
     """The master side of orchestration steps (see utils/orch/steps.py)."""
 
-    def __init__(self, tgt, obs):
-        self.tgt, self.cfg = tgt, obs.cfg
+    def __init__(self, tgt, cfg):
+        self.tgt, self.cfg = tgt, cfg
+        self._seen = None
 
-    def observe(self):
-        obs = _observe(self.tgt, live_token="running")
-        self.cfg = obs.cfg or self.cfg
-        return obs
+    def observe(self, fresh=False):
+        """Both nodes now; within one step the first observation is reused unless ``fresh``."""
+        if fresh or self._seen is None:
+            self._seen = _observe(self.tgt, live_token="running", cfg=self.cfg)
+        return self._seen
 
     def config(self):
         return self.cfg
@@ -353,7 +377,7 @@ def step(orchestration, step, tgt=DEFAULT_TGT):  # pylint: disable=redefined-out
     runs.step_started(_dir(), run, step)
     started = time.monotonic()
     try:
-        result = orch_steps.run_step(_Context(tgt, Observation(nodes={}, cfg=_config_cached())), run, step)
+        result = orch_steps.run_step(_Context(tgt, _config_cached()), run, step)
     except Exception as exc:
         seconds = round(time.monotonic() - started, 3)
         runs.step_ended(_dir(), run, step, "failed", _one_line(exc))

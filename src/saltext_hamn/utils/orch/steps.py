@@ -85,8 +85,8 @@ def run_step(ctx, run, step):
 
 def _require_promotable(ctx, plan):
     """The failover invariant: the new node answers now and is a promotable standby (or primary)."""
-    if plan["orchestration"] == "switchover":
-        return
+    if plan["orchestration"] == "switchover" or "promote" not in plan["steps"]:
+        return  # a switchover checked the standby at begin and hands over with no loss
     obs = ctx.observe()
     new = obs.node(plan["new"])
     if new.writable:
