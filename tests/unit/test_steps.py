@@ -1,0 +1,134 @@
+"""Each step re-checks its preconditions when it runs (a fake master side: ctx)."""
+
+import pytest
+
+from saltext_hamn.utils.orch import decide, steps
+from tests.unit.test_decide import FENCE, SILENT, obs, primary, standby, stopped
+
+
+class FakeCtx:
+    """Answers observe() from a list of observations; records calls, fences, probes."""
+
+    def __init__(self, *observations, port_open=(False,), fence_ok=True):
+        self.observations = list(observations)
+        self.calls, self.fenced = [], []
+        self.port_open = list(port_open)
+        self.fence_ok = fence_ok
+        self.cfg = FENCE
+
+    def observe(self, fresh=False):  # pylint: disable=unused-argument
+        return self.observations.pop(0) if len(self.observations) > 1 else self.observations[0]
+
+    def call(self, node, fun, args=(), kwargs=None, timeout=300):  # pylint: disable=unused-argument
+        self.calls.append((node, fun))
+        return {"lsn": "0/5000000"}
+
+    def fence(self, node):
+        if not self.fence_ok:
+            raise steps.StepRefused("fencing failed")
+        self.fenced.append(node)
+        return "fence command exit 0"
+
+    def probe_pg(self, node):  # pylint: disable=unused-argument
+        return self.port_open.pop(0) if len(self.port_open) > 1 else self.port_open[0]
+
+    def config(self):
+        return self.cfg
+
+    def promoted(self, plan, run):
+        self.calls.append((plan["new"], "record-promoted"))
+
+    def rejoined(self, node):
+        self.calls.append((node, "record-rejoined"))
+
+
+def run_of(plan, **extra):
+    return {"token": "t" * 32, "plan": plan.as_dict(), "fenced": [], **extra}
+
+
+def failover_plan(observation):
+    return decide.decide("failover", observation)
+
+
+def test_promote_refuses_while_the_old_primary_answers_as_primary():
+    plan = failover_plan(obs(stopped(), standby(streaming=False)))
+    ctx = FakeCtx(obs(primary(), standby(streaming=False)))  # it came back as primary meanwhile
+    with pytest.raises(steps.StepRefused, match="mn1 answers as primary"):
+        steps.run_step(ctx, run_of(plan), "promote")
+    assert not any(fun == "hamn.promote" for _, fun in ctx.calls)
+
+
+def test_promote_of_a_silent_old_primary_needs_a_fence_of_this_run_and_a_closed_port():
+    plan = failover_plan(obs(SILENT, standby(streaming=False), port={"mn1": False}, cfg=FENCE))
+    silent = obs(SILENT, standby(streaming=False), port={"mn1": False}, cfg=FENCE)
+    with pytest.raises(steps.StepRefused, match="does not answer and was not fenced"):
+        steps.run_step(FakeCtx(silent), run_of(plan), "promote")
+    port_open = obs(SILENT, standby(streaming=False), port={"mn1": True}, cfg=FENCE)
+    with pytest.raises(steps.StepRefused, match="port still answers"):
+        steps.run_step(FakeCtx(port_open), run_of(plan, fenced=["mn1"]), "promote")
+    ctx = FakeCtx(silent)
+    result = steps.run_step(ctx, run_of(plan, fenced=["mn1"]), "promote")
+    assert ("mn2", "hamn.promote") in ctx.calls and result["facts"] == {"promoted": True}
+
+
+def test_fence_waits_for_the_port_to_close_and_records_the_node():
+    plan = failover_plan(obs(SILENT, standby(streaming=False), port={"mn1": True}, cfg=FENCE))
+    ctx = FakeCtx(obs(SILENT, standby(streaming=False), port={"mn1": True}, cfg=FENCE), port_open=(True, False))
+    result = steps.run_step(ctx, run_of(plan), "fence-old")
+    assert ctx.fenced == ["mn1"] and result["facts"]["fenced"] == ["mn1"]
+
+
+def test_fence_refuses_when_the_old_node_answers_again():
+    plan = failover_plan(obs(SILENT, standby(streaming=False), port={"mn1": False}, cfg=FENCE))
+    ctx = FakeCtx(obs(stopped(), standby(streaming=False), cfg=FENCE))
+    with pytest.raises(steps.StepRefused, match="answers again"):
+        steps.run_step(ctx, run_of(plan), "fence-old")
+    assert not ctx.fenced
+
+
+def test_failover_never_touches_the_old_primary_before_the_standby_is_promotable():
+    plan = failover_plan(obs(stopped(), standby(streaming=False)))
+    gone = FakeCtx(obs(stopped(), SILENT))
+    for step in ("services-stop-old", "demote-old"):
+        with pytest.raises(steps.StepRefused, match="no longer answers as a running standby"):
+            steps.run_step(gone, run_of(plan), step)
+    assert gone.calls == []
+    plan = failover_plan(obs(SILENT, standby(streaming=False), port={"mn1": False}, cfg=FENCE))
+    gone = FakeCtx(obs(SILENT, SILENT, cfg=FENCE))
+    with pytest.raises(steps.StepRefused):
+        steps.run_step(gone, run_of(plan), "fence-old")
+    assert gone.fenced == []
+
+
+def test_vip_goes_up_only_on_a_primary_and_never_while_the_old_node_holds_it():
+    plan = failover_plan(obs(stopped(), standby(streaming=False)))
+    with pytest.raises(steps.StepRefused, match="mn2 is not primary"):
+        steps.run_step(FakeCtx(obs(stopped(), standby(streaming=False))), run_of(plan), "vip-up")
+    with pytest.raises(steps.StepRefused, match="mn1 still holds it"):
+        steps.run_step(FakeCtx(obs(stopped(vip=True), primary(vip=False, timeline=2))), run_of(plan), "vip-up")
+    ctx = FakeCtx(obs(stopped(), primary(vip=False, timeline=2)))
+    steps.run_step(ctx, run_of(plan), "vip-up")
+    assert ctx.calls == [("mn2", "hamn.vip_up")]
+
+
+def test_steps_outside_the_plan_are_skipped_and_a_missing_target_fails():
+    plan = decide.decide("switchover", obs(primary(), standby()))
+    ctx = FakeCtx(obs(primary(), standby()))
+    assert steps.run_step(ctx, run_of(plan), "fence-old")["skipped"]
+    broken = run_of(plan)
+    broken["plan"]["old"] = None
+    with pytest.raises(steps.StepRefused, match="names no old node"):
+        steps.run_step(ctx, broken, "vip-down-old")
+
+
+def test_handover_after_the_promotion_does_not_wait_again():
+    plan = decide.decide("switchover", obs(primary(), standby()))
+    ctx = FakeCtx(obs(stopped(), primary(timeline=2)))
+    result = steps.run_step(ctx, run_of(plan), "handover")
+    assert ctx.calls == [("mn1", "hamn.demote")] and "primary already" in result["comment"]
+
+
+def test_every_step_has_a_description_for_every_orchestration():
+    for orchestration in decide.ORCHESTRATIONS:
+        for step in decide.ORDER:
+            assert "{" not in steps.describe(step, orchestration)
