@@ -12,7 +12,7 @@ import time
 
 from saltext_hamn.utils import config, fileops
 from saltext_hamn.utils.errors import CommandFailed, HamnError
-from saltext_hamn.utils.pg import conf, postmaster, replication, standby, status
+from saltext_hamn.utils.pg import conf, divergence, postmaster, replication, standby, status
 
 # Files pg_rewind would overwrite with the source's copies; this node keeps its own.
 OWN_FILES = ("postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf",
@@ -57,6 +57,30 @@ def _restore_own_files(cluster, saved):
         fileops.write_atomic(path, text, owner=cluster.os_user, mode=mode)
 
 
+def rewind_blocker(report, local_tli, peer_tli):
+    """Why pg_rewind must not run on this node given its divergence ``report``, or None.
+
+    In each case a base backup (which moves the whole data dir aside) loses nothing.
+    """
+    if report["diverged"] is None:
+        return f"divergence from the primary unknown ({report['reason']})"
+    if report["diverged"] and report["commits"] is None:
+        return report["reason"]
+    if report["diverged"] and local_tli == peer_tli:
+        return (f"this node and the primary are both on timeline {local_tli} with different histories: "
+                "pg_rewind would find nothing to rewind")
+    return None
+
+
+def _with_divergence(result, report):
+    """``result`` carrying the divergence report, and its one-line summary when commits were lost."""
+    result["divergence"] = report
+    line = divergence.summary(report)
+    if line:
+        result["comment"] = line
+    return result
+
+
 def rewind(cluster, cfg, me, major, *, fallback=False, timeout=3600):
     started = time.monotonic()
     host, port, user = standby.peer_endpoint(cfg, me)
@@ -79,12 +103,19 @@ def rewind(cluster, cfg, me, major, *, fallback=False, timeout=3600):
     if info["running"]:
         postmaster.stop(cluster, mode="fast")
     local_tli = postmaster.timeline(cluster)
+    report = divergence.assess_or_unknown(cluster, peer, host=host, port=port, user=user)
+    blocker = rewind_blocker(report, local_tli, peer["timeline"])
+    if blocker:
+        return _fallback(cluster, cfg, me, major, fallback, timeout, started, blocker, report)
     if local_tli == peer["timeline"]:
         # Same timeline as a primary that was promoted before us: nothing diverged,
         # the node is only behind; streaming catches it up.
         row = standby.configure_and_start(cluster, cfg, me, major)
-        return {"changed": True, "method": "restart as standby (same timeline, no rewind needed)",
-                "streaming": row, "timeline": local_tli, "seconds": round(time.monotonic() - started, 3)}
+        result = {"changed": True, "method": "restart as standby (same timeline, no rewind needed)",
+                  "streaming": row, "timeline": local_tli, "seconds": round(time.monotonic() - started, 3)}
+        return _with_divergence(result, report)
+    # pg_rewind overwrites the WAL after the fork with the primary's: keep ours first.
+    divergence.keep(cluster, report)
     replication.ensure_peer_slot(host, port, user, cluster.pgpass, config.slot_name(cfg, me))
     saved = _save_own_files(cluster)
     source = conf.conninfo(host=host, port=port, user=user, dbname="postgres", passfile=cluster.pgpass,
@@ -94,7 +125,7 @@ def rewind(cluster, cfg, me, major, *, fallback=False, timeout=3600):
                              timeout=timeout)
     except CommandFailed as exc:
         _restore_own_files(cluster, saved)
-        return _fallback(cluster, cfg, me, major, fallback, timeout, started, f"pg_rewind failed: {exc}")
+        return _fallback(cluster, cfg, me, major, fallback, timeout, started, f"pg_rewind failed: {exc}", report)
     _restore_own_files(cluster, saved)
     row = standby.configure_and_start(cluster, cfg, me, major)
     after = status.collect(cluster)
@@ -103,15 +134,18 @@ def rewind(cluster, cfg, me, major, *, fallback=False, timeout=3600):
             f"after pg_rewind this node streams on timeline {after.get('timeline')}, not the primary's "
             f"{peer['timeline']}; it may hold diverged data. Rebuild it with hamn.basebackup."
         )
-    return {"changed": True, "method": "pg_rewind", "streaming": row, "timeline": peer["timeline"],
-            "previous_timeline": local_tli, "output": (result.stdout + result.stderr).strip().splitlines()[-4:],
-            "seconds": round(time.monotonic() - started, 3)}
+    return _with_divergence({
+        "changed": True, "method": "pg_rewind", "streaming": row, "timeline": peer["timeline"],
+        "previous_timeline": local_tli, "output": (result.stdout + result.stderr).strip().splitlines()[-4:],
+        "seconds": round(time.monotonic() - started, 3)}, report)
 
 
-def _fallback(cluster, cfg, me, major, fallback, timeout, started, reason):
+def _fallback(cluster, cfg, me, major, fallback, timeout, started, reason, report=None):
     if not fallback:
         raise HamnError(f"cannot rewind: {reason}. Use fallback=True to rebuild with a base backup instead.")
-    result = standby.rebuild(cluster, cfg, me, major, force=True, timeout=timeout)
+    # The rebuild reuses a report made before pg_rewind touched the WAL.
+    known = {"divergence_report": report} if report else {}
+    result = standby.rebuild(cluster, cfg, me, major, force=True, timeout=timeout, **known)
     result["rewind_skipped"] = reason
     result["seconds"] = round(time.monotonic() - started, 3)
     return result

@@ -4,7 +4,7 @@ import time
 
 from saltext_hamn.utils import config
 from saltext_hamn.utils.errors import HamnError
-from saltext_hamn.utils.pg import bootstrap, connection, postmaster, replication, status
+from saltext_hamn.utils.pg import bootstrap, connection, divergence, postmaster, replication, status
 
 
 def peer_endpoint(cfg, me):
@@ -59,8 +59,13 @@ def require_peer_primary(cluster, cfg, me):
     return facts
 
 
-def rebuild(cluster, cfg, me, major, *, force=False, timeout=3600):
-    """pg_basebackup from the peer; the old data dir is moved aside, never deleted."""
+def rebuild(cluster, cfg, me, major, *, force=False, timeout=3600, divergence_report=None):
+    """pg_basebackup from the peer; the old data dir is moved aside, never deleted.
+
+    What the old data holds beyond the fork from the primary is reported (and a
+    report.json kept next to it): ``divergence_report`` when the caller made one
+    before touching the data (rewind's fallback), else assessed here.
+    """
     started = time.monotonic()
     info = status.collect(cluster)
     if info["role"] == "primary" and not force:
@@ -69,15 +74,21 @@ def rebuild(cluster, cfg, me, major, *, force=False, timeout=3600):
             "Fence it first, or re-run with force=True (its data dir is moved aside, not deleted)."
         )
     prepare_access(cluster, cfg)
-    require_peer_primary(cluster, cfg, me)
+    peer = require_peer_primary(cluster, cfg, me)
     host, port, user = peer_endpoint(cfg, me)
     if info["running"]:
         postmaster.stop(cluster, mode="fast")
+    report = divergence_report or divergence.assess_or_unknown(cluster, peer, host=host, port=port, user=user)
     replication.ensure_peer_slot(host, port, user, cluster.pgpass, config.slot_name(cfg, me))
     moved = replication.basebackup(
         cluster, host=host, port=port, user=user, slot=config.slot_name(cfg, me), timeout=timeout
     )
+    divergence.keep(cluster, report, copy_wal=False, moved_to=moved)
     row = configure_and_start(cluster, cfg, me, major)
-    return {"changed": True, "method": "pg_basebackup", "moved_aside": moved, "streaming": row,
-            "seconds": round(time.monotonic() - started, 3)}
+    result = {"changed": True, "method": "pg_basebackup", "moved_aside": moved, "streaming": row,
+              "divergence": report, "seconds": round(time.monotonic() - started, 3)}
+    line = divergence.summary(report)
+    if line:
+        result["comment"] = line
+    return result
 
