@@ -4,7 +4,7 @@ import pytest
 from salt.exceptions import SaltInvocationError
 
 from saltext_hamn.utils.errors import HamnError
-from saltext_hamn.utils.pg import lsn, promote, rewind, standby
+from saltext_hamn.utils.pg import lsn, promote, replica, rewind, standby
 from tests import support
 
 CFG = support.load(lag_limit={"bytes": "1MB", "seconds": 30})
@@ -87,3 +87,45 @@ def test_rewind_without_hints_or_checksums_needs_fallback(monkeypatch):
     result = rewind.rewind(object(), CFG, "mn1", 15, fallback=True)
     assert result["method"] == "pg_basebackup" and "wal_log_hints" in result["rewind_skipped"]
     assert rebuilt == [{"force": True, "timeout": 3600}]
+
+
+def test_lag_after_a_standby_restart_counts_what_was_replayed():
+    # After a restart pg_last_wal_receive_lsn() reads as the start of the segment,
+    # below the replayed position: the node still holds everything it replayed.
+    info = standby_info(received="0/5000000", replayed="0/50001A0")
+    assert promote.measure_lag(info, primary_lsn="0/50001A0") == (0, 0.0)
+    assert promote.measure_lag(info, primary_lsn="0/50002A0") == (0x100, 0.2)
+    assert promote.measure_lag(standby_info(received=None, replayed="0/5000000"), primary_lsn="0/5000000")[0] == 0
+    strict = support.load(lag_limit={"bytes": 8192, "seconds": 30})
+    assert promote.check_lag(strict, info, primary_lsn="0/50001A0")["forced"] is False
+
+
+def former_primary_to_rejoin(monkeypatch, maintenance):
+    """converge_standby's view of a stopped former primary whose peer is the primary now."""
+    cfg = support.load(maintenance=maintenance, postgres={"auto_rebuild": True})
+    monkeypatch.setattr(replica, "_peer", lambda cluster, cfg, me: {"in_recovery": False, "system_id": "1"})
+    monkeypatch.setattr(replica, "_rebuild_reason", lambda cluster, peer: None)
+    monkeypatch.setattr(replica.status, "collect", lambda cluster: {"role": "stopped", "running": False})
+    ran = []
+    monkeypatch.setattr(replica.rewind, "rewind", lambda *a, **k: ran.append("rewind") or {"method": "pg_rewind"})
+    monkeypatch.setattr(replica.standby, "rebuild", lambda *a, **k: ran.append("rebuild") or {})
+
+    class Stopped:
+        data_dir = "/nonexistent/hamn-unit"
+
+    return Stopped(), cfg, ran
+
+
+def test_maintenance_blocks_the_automatic_rejoin(monkeypatch):
+    cluster, cfg, ran = former_primary_to_rejoin(monkeypatch, maintenance=True)
+    planned = replica.converge_standby(cluster, cfg, "mn1", 15, dry_run=True)
+    assert "would rejoin by pg_rewind" in planned["rebuild"] and "maintenance is on" in planned["rebuild"]
+    with pytest.raises(HamnError, match="was a primary.*maintenance is on.*hamn.rewind"):
+        replica.converge_standby(cluster, cfg, "mn1", 15, dry_run=False)
+    assert ran == []
+
+
+def test_without_maintenance_the_rejoin_is_planned(monkeypatch):
+    cluster, cfg, ran = former_primary_to_rejoin(monkeypatch, maintenance=False)
+    planned = replica.converge_standby(cluster, cfg, "mn1", 15, dry_run=True)
+    assert planned == {"rebuild": "it was a primary and must be rejoined (pg_rewind)"} and ran == []

@@ -18,7 +18,10 @@ def measure_lag(info, primary_lsn=None):
     """
     receiver = info.get("wal_receiver") or {}
     if primary_lsn is not None:
-        lag_bytes = lsn.lag(primary_lsn, info["received_lsn"] or "0/0")
+        # After a restart the receive position restarts at a segment boundary, below
+        # what was already replayed; the node holds the larger of the two.
+        held = [lsn.parse(v) for v in (info.get("received_lsn"), info.get("replayed_lsn")) if v]
+        lag_bytes = lsn.lag(primary_lsn, max(held, default=0))
         seconds = 0.0 if lag_bytes == 0 else receiver.get("last_msg_seconds", info.get("lag_seconds"))
         return lag_bytes, seconds
     return info.get("lag_bytes") or 0, receiver.get("last_msg_seconds")
