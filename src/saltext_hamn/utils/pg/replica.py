@@ -188,6 +188,18 @@ def _rebuild_reason(cluster, peer):
     return None
 
 
+def _blocked_by_maintenance(changes, reason, dry_run):
+    """Maintenance stops the automatic rejoin (it would replace this node's data):
+    a dry run lists it as blocked, a real run refuses."""
+    method = "pg_rewind, base backup as fallback" if "pg_rewind" in reason else "base backup"
+    blocked = (f"{reason}: would rejoin by {method}, but maintenance is on (hamn:maintenance): "
+               "no automatic rebuild or rewind")
+    if not dry_run:
+        raise HamnError(f"{blocked}. Turn maintenance off, or run hamn.rewind / hamn.basebackup by hand.")
+    changes["rebuild"] = blocked
+    return changes
+
+
 def converge_standby(cluster, cfg, me, major, dry_run, timeout=120):
     changes = {}
     peer_id = config.peer_of(cfg, me)
@@ -206,6 +218,8 @@ def converge_standby(cluster, cfg, me, major, dry_run, timeout=120):
                 f"this node cannot follow {peer_id} as it is: {reason}. Run `salt {me} hamn.rewind fallback=True` "
                 f"(or `hamn.basebackup`), or set hamn:postgres:auto_rebuild: true to let the state do it."
             )
+        if cfg["maintenance"]:
+            return _blocked_by_maintenance(changes, reason, dry_run)
         changes["rebuild"] = reason
         if dry_run:
             return changes
