@@ -19,7 +19,7 @@ from saltext_hamn.states import hamn as hamn_state
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.filesync import state as filesync_state
 from saltext_hamn.utils.net.nsenter import entered
-from saltext_hamn.utils.pg import conf, connection, demote, postmaster, promote, replica, replication, status
+from saltext_hamn.utils.pg import conf, connection, demote, postmaster, promote, replica, replication, rewind, status
 from tests.support import own_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
@@ -78,6 +78,16 @@ def mn1(lab):
 @pytest.fixture(scope="module")
 def mn2(lab):
     return Node(lab, "mn2")
+
+
+def wait_for_log(node, text, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(node.cluster.server_log, encoding="utf-8", errors="replace") as handle:
+            if text in handle.read():
+                return True
+        time.sleep(0.1)
+    return False
 
 
 def rows(node):
@@ -194,6 +204,7 @@ def test_split_brain_is_refused_on_both_nodes(mn1, mn2, monkeypatch):
                                           test=False)
     assert ret["result"] is False and ret["comment"] == f"refused to sync files as primary: {older}"
     assert pushes == []
+    mn1.sql("INSERT INTO hamn_d VALUES ('only-on-mn1')")  # the older primary diverges
 
 
 def test_demote_of_a_crashed_primary_reports_it_and_stays_read_only(mn1, mn2):
@@ -209,3 +220,12 @@ def test_demote_of_a_crashed_primary_reports_it_and_stays_read_only(mn1, mn2):
         mn1.sql("INSERT INTO hamn_d VALUES ('must-not-be-written')")
     # With the older node read-only, the newer one is the only primary again.
     assert mn2.call(replica.discover_role, mn2.cfg, "mn2")[0] == "primary"
+    # Its diverged timeline-3 WAL goes past mn2's fork point: read-only, but it cannot follow by itself.
+    assert wait_for_log(mn1, "new timeline 4 forked off current database system timeline 3 before current "
+                             "recovery point")
+    assert (mn1.status()["wal_receiver"] or {}).get("status") != "streaming"
+    joined = mn1.call(rewind.rewind, mn1.cfg, "mn1", mn1.major)
+    assert joined["method"] == "pg_rewind" and joined["timeline"] == 4, joined
+    mn2.sql("INSERT INTO hamn_d VALUES ('after-rejoin')")
+    mn1.call(promote.wait_for_lsn, mn2.status()["current_lsn"], timeout=10, replayed=True)
+    assert rows(mn1) == rows(mn2) and "after-rejoin" in rows(mn1) and "only-on-mn1" not in rows(mn1)
