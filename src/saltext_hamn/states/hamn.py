@@ -46,7 +46,9 @@ def replica_configured(name):
     grants) and a slot for the peer, and is reloaded or restarted as the changed
     settings require; a standby gets its standby config pointing at the current
     primary and ends streaming. A standby whose data is missing, foreign or
-    diverged is rebuilt only when ``hamn:postgres:auto_rebuild`` is true.
+    diverged is rebuilt only when ``hamn:postgres:auto_rebuild`` is true. A node
+    running as primary while its peer runs as primary too (split brain) fails,
+    changing nothing, with a line naming the node to demote.
 
     .. code-block:: yaml
 
