@@ -203,7 +203,9 @@ def demote(timeout=60):
 
 def start_db(timeout=60):
     """
-    Start PostgreSQL (idempotent) and return this node's status.
+    Start PostgreSQL (idempotent) and return this node's status. A node stopped
+    by ``hamn.stop_db`` or ``hamn.demote`` starts as a standby (standby.signal);
+    ``hamn.promote`` makes it primary.
 
     CLI Example:
 
