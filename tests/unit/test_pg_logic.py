@@ -3,7 +3,7 @@
 import pytest
 from salt.exceptions import SaltInvocationError
 
-from saltext_hamn.utils.errors import HamnError
+from saltext_hamn.utils.errors import CommandFailed, HamnError
 from saltext_hamn.utils.pg import lsn, promote, replica, rewind, standby
 from tests import support
 
@@ -129,3 +129,43 @@ def test_without_maintenance_the_rejoin_is_planned(monkeypatch):
     cluster, cfg, ran = former_primary_to_rejoin(monkeypatch, maintenance=False)
     planned = replica.converge_standby(cluster, cfg, "mn1", 15, dry_run=True)
     assert planned == {"rebuild": "it was a primary and must be rejoined (pg_rewind)"} and ran == []
+
+
+def diverged_report(**changes):
+    return {"diverged": True, "commits": 7, "reason": "7 commits after the fork", **changes}
+
+
+@pytest.mark.parametrize("report, local_tli, blocked", [
+    (diverged_report(), 1, None),
+    (diverged_report(diverged=False, commits=0), 2, None),
+    (diverged_report(diverged=None, commits=None, reason="another system"), 1, "divergence from the primary unknown"),
+    (diverged_report(commits=None, reason="that WAL is no longer here"), 1, "no longer here"),
+    (diverged_report(), 2, "both on timeline 2 with different histories"),
+])
+def test_rewind_blocker(report, local_tli, blocked):
+    found = rewind.rewind_blocker(report, local_tli, 2)
+    assert found is None if blocked is None else blocked in found
+
+
+def test_a_failed_pg_rewind_hands_the_report_made_before_it_to_the_rebuild(monkeypatch, tmp_path):
+    stopped_node_with_peer(monkeypatch, timeline=2, control_timeline=2)
+    monkeypatch.setattr(rewind, "rewind_capable", lambda cluster: (True, "wal_log_hints on"))
+    monkeypatch.setattr(rewind.postmaster, "timeline", lambda cluster: 1)
+    report = diverged_report(keep_dir="/kept")
+    monkeypatch.setattr(rewind.divergence, "assess_or_unknown", lambda *a, **k: report)
+    steps = []
+    monkeypatch.setattr(rewind.divergence, "keep", lambda cluster, r: steps.append(("keep", r)))
+    monkeypatch.setattr(rewind.replication, "ensure_peer_slot", lambda *a: None)
+
+    class Cluster:
+        data_dir, pgpass = str(tmp_path), str(tmp_path / "pgpass")
+
+        def run(self, name, *args, **kwargs):
+            steps.append(name)
+            raise CommandFailed([name], 1, "could not open file")
+
+    monkeypatch.setattr(standby, "rebuild", lambda *a, **k: steps.append(("rebuild", k)) or {})
+    result = rewind.rewind(Cluster(), CFG, "mn1", 15, fallback=True)
+    assert steps == [("keep", report), "pg_rewind", ("rebuild", {"force": True, "timeout": 3600,
+                                                                  "divergence_report": report})]
+    assert result["rewind_skipped"].startswith("pg_rewind failed")
