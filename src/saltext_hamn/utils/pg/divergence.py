@@ -393,16 +393,16 @@ def keep(cluster, report, *, copy_wal=True, moved_to=None):
     if moved_to:
         report.update(data_dir_moved_to=moved_to, wal_dir=os.path.join(moved_to, "pg_wal"))
     if not report.get("diverged"):
+        _log(report)
         return report
     source = report["wal_dir"]
-    names = files_to_keep(source, report, report["segment_size"])
     path = report.get("keep_dir") or _new_keep_dir(cluster, report)
     if copy_wal:
-        for name in names:
-            _copy_private(os.path.join(source, name), os.path.join(path, name), cluster.os_user)
-        report["files"] = [os.path.join(path, n) for n in names]
-    elif not report.get("files"):
-        report["files"] = [os.path.join(source, n) for n in names]
+        report["files"] = [_copy_private(os.path.join(source, name), os.path.join(path, name), cluster.os_user)
+                           for name in files_to_keep(source, report, report["segment_size"])]
+    elif not report["files"]:  # else: copies made before pg_rewind ran, which now failed
+        report["files"] = [os.path.join(source, name)
+                           for name in files_to_keep(source, report, report["segment_size"])]
     report["keep_dir"] = path
     fileops.write_atomic(os.path.join(path, REPORT_FILE), json.dumps(report, indent=2, sort_keys=True) + "\n",
                          owner=cluster.os_user, mode=0o600)
@@ -416,11 +416,12 @@ def _copy_private(source, target, owner):
     entry = pwd.getpwnam(owner)
     os.chown(target, entry.pw_uid, entry.pw_gid)
     os.chmod(target, 0o600)
+    return target
 
 
 def _log(report):
     line = summary(report)
     if line:
         log.warning("hamn: %s", line)
-    else:
+    elif report.get("diverged"):
         log.info("hamn: diverged WAL without lost commits kept in %s (%s)", report["keep_dir"], report["reason"])
