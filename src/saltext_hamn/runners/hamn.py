@@ -19,6 +19,7 @@ import inspect
 import logging
 import os
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,6 +42,7 @@ __virtualname__ = "hamn"
 DEFAULT_TGT = "I@hamn:initial_primary:*"
 STATUS_TIMEOUT = 2  # hamn.status answers in milliseconds; a node silent this long is down
 PROBE_TIMEOUT = 0.5
+MASTER_CHECK_INTERVAL = 0.5  # how soon a minion call notices that the salt-master died
 
 
 def __virtual__():
@@ -88,11 +90,6 @@ def _lock_path():
     return os.path.join(_dir(), "orchestration.lock")
 
 
-def _fire(tag, data):
-    with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=False) as event:
-        event.fire_event(data, tag)
-
-
 def _nodes(tgt):
     nodes = salt.utils.minions.CkMinions(__opts__).check_minions(tgt, "compound")["minions"]
     if len(nodes) != 2:
@@ -103,11 +100,69 @@ def _nodes(tgt):
     return sorted(nodes)
 
 
+def _fire(tag, data):
+    """Events are for watchers; a master that is gone must not fail or hang a step."""
+    try:
+        with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=False) as event:
+            event.fire_event(data, tag)
+    except Exception:  # pylint: disable=broad-except
+        log.warning("hamn: could not fire %s (is the salt-master running?)", tag, exc_info=True)
+
+
+def _master_identity():
+    """(pid, start time) of the running salt-master, None when it is not running."""
+    try:
+        with open(__opts__["pidfile"], encoding="utf-8") as handle:
+            pid = int(handle.read().strip())
+        if not proc.alive(pid):
+            return None
+        return pid, orch_lock.owner(pid)[1]
+    except (OSError, ValueError, HamnError):
+        return None
+
+
+def _abandon(worker, client):
+    """Close the stuck client's connections so the wait ends and nothing blocks the exit."""
+    if client is not None:
+        try:
+            client.destroy()
+        except Exception:  # pylint: disable=broad-except
+            log.debug("hamn: closing an abandoned LocalClient failed", exc_info=True)
+    worker.join(5)
+
+
 def _call(tgt, fun, arg=(), kwarg=None, timeout=60, tgt_type="list", gather_job_timeout=None):
+    """LocalClient.cmd, abandoned at once when the salt-master dies or restarts meanwhile.
+
+    A restarted master has lost the job's returns: waiting would only run out the
+    timeout (minutes for a long step), and the answer would still be lost.
+    """
     extra = {"gather_job_timeout": gather_job_timeout} if gather_job_timeout else {}
-    with salt.client.get_local_client(mopts=__opts__) as client:
-        return client.cmd(list(tgt) if tgt_type == "list" else tgt, fun, arg=list(arg), kwarg=kwarg or {},
-                          tgt_type=tgt_type, timeout=timeout, full_return=True, **extra)
+    master = _master_identity()
+    outcome = {}
+
+    def work():
+        try:
+            with salt.client.get_local_client(mopts=__opts__) as client:
+                outcome["client"] = client
+                outcome["ret"] = client.cmd(list(tgt) if tgt_type == "list" else tgt, fun, arg=list(arg),
+                                            kwarg=kwarg or {}, tgt_type=tgt_type, timeout=timeout,
+                                            full_return=True, **extra)
+        except Exception as exc:  # pylint: disable=broad-except
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"hamn {fun}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(MASTER_CHECK_INTERVAL)
+        if worker.is_alive() and master is not None and _master_identity() != master:
+            _abandon(worker, outcome.get("client"))
+            raise HamnError(f"the salt-master stopped or restarted while {fun} ran on {tgt}: its answer is lost. "
+                            "Re-run the orchestration (or salt-run state.orchestrate hamn.recover): it resumes "
+                            "from what it finds")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["ret"]
 
 
 # pylint: enable=undefined-variable
@@ -565,8 +620,9 @@ def demote(node, force=False, tgt=DEFAULT_TGT):
                         "For a planned change: salt-run state.orchestrate hamn.switchover; or add force=True")
     ret = _demote_node(node)
     _fire("hamn/demoted", {"node": node, "why": "hamn.demote"})
-    return f"{node} demoted: PostgreSQL stopped boot-safe at {ret.get('lsn')}; rejoin it: " \
-           "salt-run state.orchestrate hamn.rejoin"
+    where = f"at {ret['lsn']}" if ret.get("lsn") else f"(pg_control: {ret.get('state')})"
+    return (f"{node} demoted: PostgreSQL stopped boot-safe {where}; nothing deleted. Rejoin it (its diverged "
+            "commits are kept): salt-run state.orchestrate hamn.rejoin")
 
 
 @_guarded
@@ -592,7 +648,7 @@ def first_contact(node, tgt=DEFAULT_TGT):
         return f"{node} runs as a standby already"
     ret = _demote_node(node)
     _fire("hamn/demoted", {"node": node, "why": "first contact after being failed over"})
-    return f"{node} demoted on first contact (was {view.role}); stopped at {ret.get('lsn')}"
+    return f"{node} demoted on first contact (was {view.role}); pg_control: {ret.get('state')}"
 
 
 def _preflight(tgt, timeout=60):

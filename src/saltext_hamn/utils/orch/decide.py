@@ -287,7 +287,10 @@ def _takeover(name, obs, old, new, reason):
         how = _fence_possible(obs, old)
         return Plan(name, new=new.name, old=old.name, steps=list(FAILOVER_OLD_SILENT), old_answers=False,
                     reason=f"{reason}; {old.name} is silent and is fenced first ({how})", primary_lsn=primary_lsn)
-    return Plan(name, new=new.name, old=old.name, steps=list(FAILOVER_OLD_ANSWERS), primary_lsn=primary_lsn,
+    steps = list(FAILOVER_OLD_ANSWERS)
+    if name == "recover":  # the old node answers: make it the standby in the same run
+        steps += ["rejoin-old", "verify"]
+    return Plan(name, new=new.name, old=old.name, steps=steps, primary_lsn=primary_lsn,
                 reason=f"{reason}; {old.name} answers and is stopped boot-safe first")
 
 

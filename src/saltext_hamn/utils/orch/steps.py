@@ -171,6 +171,10 @@ def _demote_old(ctx, run, plan):
 def _handover(ctx, run, plan):
     stopped = ctx.call(plan["old"], "hamn.demote", (), {}, 120)
     lsn = stopped.get("lsn")
+    if lsn is None:  # no clean shutdown checkpoint: nothing proves what the standby must have
+        raise StepRefused(f"{plan['old']} did not stop cleanly (pg_control: {stopped.get('state')}), so it is "
+                          f"unknown whether {plan['new']} has all of its WAL; {plan['old']} is left boot-safe. "
+                          "Next: salt-run state.orchestrate hamn.recover (its lag guard decides)")
     obs = ctx.observe()
     if obs.node(plan["new"]).writable:  # resumed after the promotion: nothing left to wait for
         return {"comment": f"{plan['old']} stopped at {lsn}; {plan['new']} is primary already", "ret": stopped,

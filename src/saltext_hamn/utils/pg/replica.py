@@ -229,6 +229,8 @@ def converge_standby(cluster, cfg, me, major, dry_run, timeout=120):
             done = standby.rebuild(cluster, cfg, me, major, force=True)
         changes["rebuild"] = f"{reason}: {done.get('method')}" + (
             f", old data moved to {done['moved_aside']}" if done.get("moved_aside") else "")
+        if done.get("comment"):  # diverged commits kept: say where
+            changes["divergence"] = done["comment"]
     files = {**bootstrap.desired_server_files(cluster, cfg, major), **_pgpass_file(cluster, cfg),
              **_standby_files(cluster, cfg, me, major)}
     diff = _files_step(cluster, files, changes, dry_run)
