@@ -42,6 +42,7 @@ __virtualname__ = "hamn"
 DEFAULT_TGT = "I@hamn:initial_primary:*"
 STATUS_TIMEOUT = 2  # hamn.status answers in milliseconds; a node silent this long is down
 PROBE_TIMEOUT = 0.5
+FIRST_CONTACT_WAIT = 20
 MASTER_CHECK_INTERVAL = 0.5  # how soon a minion call notices that the salt-master died
 
 
@@ -385,7 +386,8 @@ def begin(orchestration, force=False, fenced=None, tgt=DEFAULT_TGT):
     history.append(_dir(), orchestration, "started", plan.reason, token=token)
     lines = [orch_steps.describe(s, plan.orchestration, plan.new, plan.old) for s in plan.steps]
     _fire(f"hamn/{orchestration}/begin", {"run": token, "plan": plan.as_dict(), "steps": lines})
-    return {"run": token[:8], "reason": plan.reason, "notes": plan.notes, "steps": lines}
+    notes = "".join(f"; note: {n}" for n in plan.notes)
+    return f"run {token[:8]}: {plan.reason}{notes}; steps: {', '.join(plan.steps)}"
 
 
 def _demote_deposed(obs):
@@ -640,10 +642,15 @@ def first_contact(node, tgt=DEFAULT_TGT):
     """
     if node not in (runs.record(_dir()).get("deposed") or {}):
         return f"{node} is not a deposed node: nothing to do"
-    obs = _observe(tgt)
-    view = obs.nodes.get(node)
+    deadline = time.monotonic() + FIRST_CONTACT_WAIT
+    while True:  # the start event can come before the minion serves its first call
+        obs = _observe(tgt)
+        view = obs.nodes.get(node)
+        if view is not None and view.answered or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     if view is None or not view.answered:
-        return f"{node} does not answer yet: nothing done"
+        return f"{node} did not answer within {FIRST_CONTACT_WAIT}s: nothing done (its next orchestration demotes it)"
     if view.role == "standby":
         return f"{node} runs as a standby already"
     ret = _demote_node(node)
