@@ -2,6 +2,8 @@
 into a *successful* return and any other exception into a traceback; every hamn
 runner function fails instead with one line and retcode 1."""
 
+import inspect
+
 import pytest
 from salt.exceptions import CommandExecutionError
 
@@ -42,7 +44,7 @@ def test_a_refusal_is_its_own_line(context, monkeypatch):
 
 
 def test_every_public_function_is_guarded():
-    public = [name for name in dir(runner) if not name.startswith("_") and callable(getattr(runner, name))
+    public = [name for name in dir(runner) if not name.startswith("_") and inspect.isfunction(getattr(runner, name))
               and getattr(getattr(runner, name), "__module__", None) == runner.__name__]
     assert public
     for name in public:

@@ -50,6 +50,10 @@ def __virtual__():
     return __virtualname__
 
 
+class MasterLost(HamnError):
+    """The salt-master died or restarted during a step: the run is interrupted, not failed."""
+
+
 # --------------------------------------------------------------------------- guard
 
 
@@ -73,8 +77,9 @@ def _guarded(func):
             log.info("hamn.%s: %s", func.__name__, exc)
             return _failed(str(exc))
         except Exception as exc:  # pylint: disable=broad-except
-            log.exception("hamn.%s failed unexpectedly", func.__name__)
-            return _failed(f"hamn.{func.__name__}: internal error ({type(exc).__name__}: {exc}); see the master log")
+            log.debug("hamn.%s failed unexpectedly", func.__name__, exc_info=True)  # the traceback, for -l debug
+            return _failed(f"hamn.{func.__name__}: internal error ({type(exc).__name__}: {exc}); "
+                           "run with -l debug for the traceback")
 
     return wrapper
 
@@ -158,9 +163,9 @@ def _call(tgt, fun, arg=(), kwarg=None, timeout=60, tgt_type="list", gather_job_
         worker.join(MASTER_CHECK_INTERVAL)
         if worker.is_alive() and master is not None and _master_identity() != master:
             _abandon(worker, outcome.get("client"))
-            raise HamnError(f"the salt-master stopped or restarted while {fun} ran on {tgt}: its answer is lost. "
-                            "Re-run the orchestration (or salt-run state.orchestrate hamn.recover): it resumes "
-                            "from what it finds")
+            raise MasterLost(f"the salt-master stopped or restarted while {fun} ran on {tgt}: its answer is lost. "
+                             "Re-run the orchestration (or salt-run state.orchestrate hamn.recover): it resumes "
+                             "from what it finds")
     if "error" in outcome:
         raise outcome["error"]
     return outcome["ret"]
@@ -433,12 +438,19 @@ def step(orchestration, step, tgt=DEFAULT_TGT):  # pylint: disable=redefined-out
     _fire(tag, {"stage": "start", "step": what, "run": run["token"]})
     runs.step_started(_dir(), run, step)
     started = time.monotonic()
+    master = _master_identity()
     try:
         result = orch_steps.run_step(_Context(tgt, _config_cached()), run, step)
     except Exception as exc:
         seconds = round(time.monotonic() - started, 3)
-        runs.step_ended(_dir(), run, step, "failed", _one_line(exc))
-        _fire(tag, {"stage": "failed", "step": what, "error": _one_line(exc), "seconds": seconds})
+        # Whatever a step saw while the master was gone (silent nodes, lost answers) is no
+        # fact about the pair: the run is interrupted, and re-running it resumes.
+        lost = isinstance(exc, MasterLost) or _master_identity() != master
+        runs.step_ended(_dir(), run, step, "interrupted" if lost else "failed", _one_line(exc))
+        _fire(tag, {"stage": "interrupted" if lost else "failed", "step": what, "error": _one_line(exc),
+                    "seconds": seconds})
+        if lost and not isinstance(exc, MasterLost):
+            raise MasterLost(f"{_one_line(exc)} (the salt-master restarted meanwhile: re-run to resume)") from exc
         raise
     seconds = round(time.monotonic() - started, 3)
     runs.step_ended(_dir(), run, step, "done", result["comment"], **result.get("facts", {}))
@@ -470,7 +482,14 @@ def finish(orchestration):
     planned = run["plan"]["steps"]
     states = run["steps"]
     failed = [s for s in run["order"] if states[s].get("state") == "failed"]
+    interrupted = [s for s in run["order"] if states[s].get("state") == "interrupted"]
     missing = [s for s in planned if states.get(s, {}).get("state") not in ("done", "skipped")]
+    if interrupted:  # left without a result: the next run of it (or hamn.recover) resumes it
+        summary = f"interrupted at {interrupted[0]}: {states[interrupted[0]].get('comment')}"
+        entry = history.append(_dir(), orchestration, "interrupted", summary, token=run["token"])
+        orch_lock.release(_lock_path())
+        _fire(f"hamn/{orchestration}/finished", entry)
+        return f"{orchestration} interrupted: {summary}"
     if failed:
         result, summary = "failed", f"failed at {failed[0]}: {states[failed[0]].get('comment')}"
     elif missing:
