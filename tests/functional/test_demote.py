@@ -19,41 +19,15 @@ from saltext_hamn.states import hamn as hamn_state
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.filesync import state as filesync_state
 from saltext_hamn.utils.net.nsenter import entered
-from saltext_hamn.utils.pg import conf, connection, demote, postmaster, promote, replica, replication, rewind, status
-from tests.support import own_lab
+from saltext_hamn.utils.pg import conf, demote, postmaster, promote, replica, replication, rewind
+from tests.functional import pair
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 
-@pytest.fixture(scope="module")
-def lab(lab_spec):
-    with own_lab(lab_spec, "b", "func-demote") as lab:
-        lab.up_postgres()
-        yield lab
+class Node(pair.Node):
+    """A pair node with the demotion checks of this module."""
 
-
-class Node:
-    """One node of the pair: its config, cluster, and library calls run in its namespace."""
-
-    def __init__(self, lab, name):
-        self.lab, self.name = lab, name
-        self.cfg = lab.node_cfg(name)
-        self.cluster = lab.cluster(name)
-        self.major = self.cfg["postgres"]["version"]
-        self.ns = lab.spec.node_ns(name)
-
-    def call(self, fn, *args, **kwargs):
-        with entered(self.ns):
-            return fn(self.cluster, *args, **kwargs)
-
-    def status(self):
-        return status.collect(self.cluster)
-
-    def sql(self, query, params=None):
-        with connection.session(self.cluster) as conn:
-            return connection.query(conn, query, params)
-
-    @property
     def signal(self):
         return os.path.join(self.cluster.data_dir, "standby.signal")
 
@@ -70,14 +44,7 @@ class Node:
             return fn(*args, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def mn1(lab):
-    return Node(lab, "mn1")
-
-
-@pytest.fixture(scope="module")
-def mn2(lab):
-    return Node(lab, "mn2")
+lab, mn1, mn2 = pair.fixtures("b", "func-demote", Node)
 
 
 def wait_for_log(node, text, timeout=15):

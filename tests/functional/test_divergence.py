@@ -12,35 +12,13 @@ import stat
 
 import pytest
 
-from saltext_hamn.utils.net.nsenter import entered
 from saltext_hamn.utils.pg import connection, divergence, lsn, postmaster, promote, rewind, standby
-from tests.support import own_lab
+from tests.functional import pair
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 
-@pytest.fixture(scope="module")
-def lab(lab_spec):
-    with own_lab(lab_spec, "d", "func-diverge") as lab:
-        lab.up_postgres()
-        yield lab
-
-
-class Node:
-    def __init__(self, lab, name):
-        self.lab, self.name = lab, name
-        self.cfg = lab.node_cfg(name)
-        self.cluster = lab.cluster(name)
-        self.major = self.cfg["postgres"]["version"]
-
-    def call(self, fn, *args, **kwargs):
-        with entered(self.lab.spec.node_ns(self.name)):
-            return fn(self.cluster, *args, **kwargs)
-
-    def sql(self, query, params=None):
-        with connection.session(self.cluster) as conn:
-            return connection.query(conn, query, params)
-
+class Node(pair.Node):
     def lsn(self):
         return self.sql("SELECT pg_current_wal_lsn()::text")[0][0]
 
@@ -49,14 +27,7 @@ class Node:
         return sorted(os.listdir(root)) if os.path.isdir(root) else []
 
 
-@pytest.fixture(scope="module")
-def mn1(lab):
-    return Node(lab, "mn1")
-
-
-@pytest.fixture(scope="module")
-def mn2(lab):
-    return Node(lab, "mn2")
+lab, mn1, mn2 = pair.fixtures("d", "func-diverge", Node)
 
 
 def rows(node):

@@ -11,49 +11,14 @@ import psycopg2
 import pytest
 
 from saltext_hamn.utils.errors import HamnError
-from saltext_hamn.utils.net.nsenter import entered
-from saltext_hamn.utils.pg import canary, connection, lsn, postmaster, promote, rewind, standby, status
-from tests.support import own_lab
+from saltext_hamn.utils.pg import canary, lsn, postmaster, promote, rewind, standby
+from tests.functional import pair
+
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 
-@pytest.fixture(scope="module")
-def lab(lab_spec):
-    with own_lab(lab_spec, "f", "func-roles") as lab:
-        lab.up_postgres()
-        yield lab
-
-
-class Node:
-    """One node of the pair: its config, cluster, and library calls run in its namespace."""
-
-    def __init__(self, lab, name):
-        self.lab, self.name = lab, name
-        self.cfg = lab.node_cfg(name)
-        self.cluster = lab.cluster(name)
-        self.major = self.cfg["postgres"]["version"]
-
-    def call(self, fn, *args, **kwargs):
-        with entered(self.lab.spec.node_ns(self.name)):
-            return fn(self.cluster, *args, **kwargs)
-
-    def status(self):
-        return status.collect(self.cluster)
-
-    def sql(self, query, params=None, dbname="postgres"):
-        with connection.session(self.cluster, dbname) as conn:
-            return connection.query(conn, query, params)
-
-
-@pytest.fixture(scope="module")
-def mn1(lab):
-    return Node(lab, "mn1")
-
-
-@pytest.fixture(scope="module")
-def mn2(lab):
-    return Node(lab, "mn2")
+lab, mn1, mn2 = pair.fixtures("f", "func-roles")
 
 
 def rows(node):

@@ -19,7 +19,7 @@ from saltext_hamn.lab import drill, fence, netns, recorders, saltd
 from saltext_hamn.lab.lab import processes_under
 from saltext_hamn.lab.sampler import Sampler
 from saltext_hamn.utils import proc
-from saltext_hamn.utils.pg import connection, postmaster
+from saltext_hamn.utils.pg import connection
 from tests.support import own_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]

@@ -194,3 +194,12 @@ def test_a_deposed_node_running_writable_is_demoted_on_first_contact():
     assert decide.deposed_to_demote(obs(primary(), primary(timeline=2), record=record)) == ["mn1"]
     assert decide.deposed_to_demote(obs(standby(of="mn2"), primary(timeline=2), record=record)) == []
     assert decide.deposed_to_demote(obs(SILENT, primary(timeline=2), record=record)) == []
+
+
+def test_evidence_that_a_silent_primary_still_serves_blocks_the_admins_word():
+    view_of_standby = standby(streaming=False, peer_postgres={"reachable": True})
+    with pytest.raises(decide.Refused, match="mn2 still reaches its PostgreSQL port"):
+        decide.decide("failover", obs(SILENT, view_of_standby, port={"mn1": False}, fenced_by_admin="mn1"))
+    on_vip = obs(SILENT, standby(streaming=False), port={"mn1": False}, fenced_by_admin="mn1", vip_port_open=True)
+    with pytest.raises(decide.Refused, match="still answers on the VIP"):
+        decide.decide("failover", on_vip)

@@ -191,17 +191,29 @@ def _promotable(obs, node, primary_lsn):
                       "wait for it to catch up, or accept the loss: add pillar='{\"force\": true}'")
 
 
+def still_serving(obs, old, new):
+    """Evidence that a silent old primary still serves PostgreSQL, or None."""
+    if old.pg_port_open:
+        return "its PostgreSQL port still answers the master"
+    if new.reaches_peer_pg:
+        return f"{new.name} still reaches its PostgreSQL port"
+    if obs.vip_port_open and not new.holds_vip:
+        return "PostgreSQL still answers on the VIP, which the standby does not hold"
+    return None
+
+
 def _fence_possible(obs, old):
     """Raise unless a silent old primary can be proven powered off."""
+    new = obs.other(old.name)
     if obs.fenced_by_admin == old.name:
-        if old.pg_port_open:
-            raise Refused(f"you state {old.name} is off, but its PostgreSQL port still answers the master",
-                          f"power {old.name} off for real, then re-run")
+        evidence = still_serving(obs, old, new)
+        if evidence:
+            raise Refused(f"you state {old.name} is off, but {evidence}", f"power {old.name} off for real, then re-run")
         return "the admin states it is powered off"
     if obs.fence_cmd():
         return "the fence command (hamn:fence:cmd) powers it off"
-    port = {True: "its PostgreSQL port still answers the master", False: "its PostgreSQL port does not answer",
-            None: "its PostgreSQL port was not probed"}[old.pg_port_open]
+    port = still_serving(obs, old, new) or {False: "its PostgreSQL port does not answer the master",
+                                             None: "its PostgreSQL port was not probed"}[old.pg_port_open]
     raise Refused(
         f"{old.name} does not answer and may still accept writes ({port}); no fence command is configured "
         "(hamn:fence:cmd), so nothing proves it stopped writing",

@@ -86,6 +86,11 @@ class NodeView:
             return last.get("current_lsn")
         return None
 
+    @property
+    def reaches_peer_pg(self):
+        """This node's own view: does it reach its peer's PostgreSQL port? (None: not told)"""
+        return ((self.status or {}).get("peer_postgres") or {}).get("reachable")
+
     def services_active(self):
         services = (self.status or {}).get("services") or {}
         return sorted(name for name, state in services.items() if state == "active")

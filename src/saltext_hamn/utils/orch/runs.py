@@ -10,29 +10,17 @@ Writes are atomic (temp file + rename) so a master killed mid-write leaves the o
 or the new content, never half of it.
 """
 
-import json
 import os
 import time
 
+from saltext_hamn.utils.orch import history
 from saltext_hamn.utils.orch.observation import UnfinishedRun
 
 KEEP_RUNS = 30
 
 
-def _read(path, default=None):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return default
-
-
-def _write(path, data):
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+_read = history.read_json
+_write = history.write_json
 
 
 def runs_dir(directory):

@@ -111,10 +111,10 @@ def _require_old_not_writable(ctx, run, plan):
         raise StepRefused(f"refusing to promote {plan['new']}: {old.name} answers with an error: {old.error}")
     if old.name not in run.get("fenced", []):
         raise StepRefused(f"refusing to promote {plan['new']}: {old.name} does not answer and was not fenced")
-    if old.pg_port_open:
-        raise StepRefused(f"refusing to promote {plan['new']}: {old.name} was fenced but its PostgreSQL "
-                          "port still answers the master")
-    return f"{old.name} was fenced and its PostgreSQL port is closed"
+    evidence = decide.still_serving(obs, old, obs.node(plan["new"]))
+    if evidence:
+        raise StepRefused(f"refusing to promote {plan['new']}: {old.name} was fenced but {evidence}")
+    return f"{old.name} was fenced and nothing reaches its PostgreSQL"
 
 
 def _require_primary(ctx, plan, what):
