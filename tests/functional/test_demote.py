@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.root, pytest.mark.postgres]
 class Node(pair.Node):
     """A pair node with the demotion checks of this module."""
 
+    @property
     def signal(self):
         return os.path.join(self.cluster.data_dir, "standby.signal")
 
