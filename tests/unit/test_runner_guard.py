@@ -24,10 +24,11 @@ def test_wrong_arguments_fail_with_one_line(context):
 
 
 def test_an_internal_type_error_is_a_failure_not_a_success(context, monkeypatch):
-    def broken(*_args, **_kwargs):
-        return None + 1
+    class Broken:
+        def observe(self, *_args, **_kwargs):
+            return None + 1
 
-    monkeypatch.setattr(runner, "_observe", broken)
+    monkeypatch.setattr(runner, "_master", Broken)
     result = runner.status()
     assert result["retcode"] == 1 and context["retcode"] == 1
     assert result["error"].startswith("hamn.status: internal error (TypeError: unsupported operand")
@@ -35,10 +36,11 @@ def test_an_internal_type_error_is_a_failure_not_a_success(context, monkeypatch)
 
 
 def test_a_refusal_is_its_own_line(context, monkeypatch):
-    def refuse(*_args, **_kwargs):
-        raise CommandExecutionError("failover refused: mn1 is a healthy primary. Next: use hamn.switchover")
+    class Refusing:
+        def observe(self, *_args, **_kwargs):
+            raise CommandExecutionError("failover refused: mn1 is a healthy primary. Next: use hamn.switchover")
 
-    monkeypatch.setattr(runner, "_observe", refuse)
+    monkeypatch.setattr(runner, "_master", Refusing)
     assert runner.plan("failover")["error"] == "failover refused: mn1 is a healthy primary. Next: use hamn.switchover"
     assert context["retcode"] == 1
 

@@ -98,8 +98,9 @@ def _refuse_undecidable(obs):
     if len(obs.primaries) > 1:
         raise Refused(split_brain_reason(obs), split_brain_action(obs))
     if len(obs.vip_holders) > 1:
+        victim = node_to_demote(obs) or "<node>"
         raise Refused("both nodes hold the VIP",
-                      f"drop it where PostgreSQL is not primary: salt-run hamn.demote {node_to_demote(obs) or '<node>'}")
+                      f"drop it where PostgreSQL is not primary: salt-run hamn.demote {victim}")
     if not obs.nodes or len(obs.silent) == len(obs.nodes):
         raise Refused("neither node answers", "check the salt-minions and the network, then re-run")
 

@@ -89,7 +89,8 @@ def unfinished(directory, live_token=None):
     if not run or run.get("result") is not None or run["token"] == live_token:
         return None
     plan = run.get("plan") or {}
-    return UnfinishedRun(name=plan.get("orchestration") or run["name"], token=run["token"], old=plan.get("old"), new=plan.get("new"),
+    return UnfinishedRun(name=plan.get("orchestration") or run["name"], token=run["token"],
+                         old=plan.get("old"), new=plan.get("new"),
                          last_step=last_step(run), promoted=bool(run.get("promoted")),
                          fenced=list(run.get("fenced") or []), handover_lsn=run.get("handover_lsn"))
 
