@@ -80,6 +80,11 @@ def demo(lab):
         lab.xcat_database(lab.current_primary())
         orchestrate("switchover")
         lab.canary_through_vip(raise_vip=False)
+        say("salt-run state.orchestrate hamn.failover   (on a healthy pair: must be refused)")
+        ok, steps = drill.orchestrate(spec, "failover")
+        if ok:
+            raise HamnError("hamn.failover ran on a healthy pair")
+        say(f"  refused: {steps[0][3]}")
         primary = lab.current_primary()
         say(f"{primary} dies: SIGKILL to its PostgreSQL and its salt-minion")
         drill.kill_node_services(spec, primary)
