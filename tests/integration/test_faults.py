@@ -277,7 +277,7 @@ def test_salt_run_killed_at_a_switchover_step_then_rerun(lab, sampler, step):  #
     assert_healthy(lab, other(old))
 
 
-@pytest.mark.parametrize("step", ["handover", "promote", "vip-up", "services-start", "rejoin-old"])
+@pytest.mark.parametrize("step", SWITCHOVER_STEPS)
 def test_master_killed_at_a_switchover_step_then_rerun(lab, sampler, step):  # pylint: disable=unused-argument
     old = lab.current_primary()
     process = _start_switchover_and_wait_for(lab, step)
