@@ -131,7 +131,11 @@ def test_defaults_filled():
     assert cfg["xcat"]["site_cmds"][0] == ["chdef", "-t", "site", "master={vip}"]
     assert "/root/.ssh/id*" in cfg["files"]["paths"]
     assert cfg["files"]["excludes"] == list(config.MANDATORY_EXCLUDES)
-    assert cfg["heartbeat"] == {"interval": 5.0, "misses": 3, "auto_failover": False}
+    hb = dict(cfg["heartbeat"])
+    assert len(hb.pop("lease_key")) == 64  # derived from the replication password, never the password
+    assert hb == {"interval": 1.0, "misses": 3, "auto_failover": True, "lease": 3.0, "failover_delay": 3.75,
+                  "lease_port": 7390, "cooldown": 300.0, "restart_tries": 2, "auto_rejoin": False,
+                  "state_dir": "/var/lib/hamn"}
     assert cfg["fence"] == {"cmd": None, "timeout": 60.0}
     assert cfg["maintenance"] is False
     # Same top-level shape as DEFAULTS plus the two keys that have no default.
@@ -357,3 +361,27 @@ def test_removed_postgres_service_key_says_why(value):
 def test_postgres_service_not_in_pillar_example():
     raw = yaml.safe_load(PILLAR_EXAMPLE.read_text(encoding="utf-8"))["hamn"]
     assert "service" not in raw["postgres"] and "service" not in config.DEFAULTS["postgres"]
+
+
+@pytest.mark.parametrize(
+    "heartbeat, key, expected",
+    [
+        ({"interval": 2, "lease": 3}, "hamn:heartbeat:lease", "at least 2 x heartbeat:interval + 0.5 = 4.5"),
+        ({"lease": 3, "failover_delay": 3.5}, "hamn:heartbeat:failover_delay", "at least heartbeat:lease + 0.75"),
+        ({"lease_port": 5432}, "hamn:heartbeat:lease_port", "a port other than postgres:port"),
+    ],
+)
+def test_lease_timings_that_could_make_two_writers_are_refused(heartbeat, key, expected):
+    raw = minimal()
+    raw["heartbeat"] = heartbeat
+    with pytest.raises(SaltInvocationError) as err:
+        config.load(raw)
+    assert str(err.value).startswith(key + ": expected " + expected)
+
+
+def test_lease_key_is_derived_but_never_the_password():
+    raw = minimal()
+    cfg = config.load(raw)
+    assert raw["postgres"]["replication"]["password"] not in cfg["heartbeat"]["lease_key"]
+    raw["heartbeat"] = {"lease_key": "own-key"}
+    assert config.load(raw)["heartbeat"]["lease_key"] == "own-key"

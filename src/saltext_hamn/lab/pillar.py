@@ -44,6 +44,8 @@ def node_overrides(spec, node):
     return {
         "postgres": node_postgres(spec, node),
         "files": {"root_dir": str(root)},
+        # The lease watchdog's ledger, status and pid file: one per node.
+        "heartbeat": {"state_dir": str(spec.node_dir(node) / "lease")},
         "xcat": {"resolv_conf": str(root / "etc" / "resolv.conf"),
                  "nsswitch_conf": str(root / "etc" / "nsswitch.conf")},
     }

@@ -13,6 +13,7 @@ never echoed, only their type.
 """
 
 import copy
+import hashlib
 import ipaddress
 import math
 import re
@@ -116,7 +117,21 @@ DEFAULTS = {
         # / on real nodes, a per-node directory in the lab (its nodes share one filesystem).
         "root_dir": "/",
     },
-    "heartbeat": {"interval": 5, "misses": 3, "auto_failover": False},
+    # Automatic failover (docs/auto-failover.md): the beacon's interval, the primary's
+    # self-fencing lease and the master's timings.
+    "heartbeat": {
+        "interval": 1.0,
+        "misses": 3,
+        "auto_failover": True,
+        "lease": 3.0,
+        "failover_delay": None,  # derived: lease + LEASE_MARGIN
+        "lease_port": 7390,
+        "lease_key": None,  # derived: from the replication password
+        "cooldown": 300,
+        "restart_tries": 2,
+        "auto_rejoin": False,
+        "state_dir": "/var/lib/hamn",
+    },
     "fence": {"cmd": None, "timeout": 60},
     "preflight": {"max_clock_offset": 1.0, "install_dir": "/install", "check_install": True},
     "maintenance": False,
@@ -558,7 +573,19 @@ SCHEMA = {
         "rsync": {"ssh_user": _UNIX_USER, "ssh_key": Path(nullable=True)},
         "root_dir": Path(),
     },
-    "heartbeat": {"interval": _SECONDS, "misses": Int(1), "auto_failover": Bool()},
+    "heartbeat": {
+        "interval": _SECONDS,
+        "misses": Int(1),
+        "auto_failover": Bool(),
+        "lease": _SECONDS,
+        "failover_delay": Num(gt=0, what="a number of seconds", nullable=True),
+        "lease_port": Int(1, 65535),
+        "lease_key": Secret(nullable=True),
+        "cooldown": Num(ge=0, what="a number of seconds"),
+        "restart_tries": Int(0, 10),
+        "auto_rejoin": Bool(),
+        "state_dir": Path(),
+    },
     "fence": {"cmd": Argv(allowed=["node"], nullable=True), "timeout": _SECONDS},
     "preflight": {
         "max_clock_offset": _SECONDS,
@@ -660,11 +687,42 @@ def _derive(cfg):
             "expected an xCAT noderange, got null"
         )
 
+    _derive_heartbeat(cfg)
+
     # The mandatory excludes always come last and exactly once, whatever the user listed.
     files = cfg["files"]
     user = [pattern for pattern in files["excludes"] if pattern not in MANDATORY_EXCLUDES]
     files["excludes"] = list(dict.fromkeys(user)) + list(MANDATORY_EXCLUDES)
     return cfg
+
+
+# What the master adds on top of the lease before it may promote without a fence:
+# the watchdog's tick (0.2 s), its self-fence (VIP drop + immediate stop, < 0.3 s)
+# and slack for the two clocks' rates.
+LEASE_MARGIN = 0.75
+
+
+def _derive_heartbeat(cfg):
+    """The lease must end, and the old primary be fenced, before the failover delay does."""
+    hb = cfg["heartbeat"]
+    # Renewals come with the heartbeats: a lease shorter than two of them would
+    # expire between two renewals on a healthy pair.
+    if hb["lease"] < 2 * hb["interval"] + 0.5:
+        _fail("hamn:heartbeat:lease",
+              f"at least 2 x heartbeat:interval + 0.5 = {2 * hb['interval'] + 0.5:g} seconds", hb["lease"])
+    least = hb["lease"] + LEASE_MARGIN
+    if hb["failover_delay"] is None:
+        hb["failover_delay"] = least
+    elif hb["failover_delay"] < least:
+        _fail("hamn:heartbeat:failover_delay",
+              f"at least heartbeat:lease + {LEASE_MARGIN:g} = {least:g} seconds (a shorter delay could "
+              "promote while the old primary's lease still lets it write)", hb["failover_delay"])
+    if hb["lease_port"] == cfg["postgres"]["port"]:
+        _fail("hamn:heartbeat:lease_port", "a port other than postgres:port", hb["lease_port"])
+    if hb["lease_key"] is None:
+        # Both nodes and the master already share the replication password.
+        secret = cfg["postgres"]["replication"]["password"]
+        hb["lease_key"] = hashlib.sha256(b"hamn-lease\0" + secret.encode()).hexdigest()
 
 
 def _default_slot(node_id):
