@@ -36,6 +36,7 @@ def test_minion_that_is_not_a_node_is_told_so():
 def test_config_redacts_the_password(monkeypatch):
     monkeypatch.setattr(hamn, "__opts__", {"id": "mn1"}, raising=False)
     assert hamn.config()["postgres"]["replication"]["password"] == hamn.REDACTED
+    assert hamn.config()["heartbeat"]["lease_key"] == hamn.REDACTED
 
 
 NOT_A_NODE = r"hamn:nodes: this minion \(mn9\) is not one of the configured nodes \(mn1, mn2\)"

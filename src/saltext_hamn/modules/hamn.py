@@ -75,6 +75,7 @@ def config():
     cfg = copy.deepcopy(_cfg())
     _me(cfg)
     cfg["postgres"]["replication"]["password"] = REDACTED
+    cfg["heartbeat"]["lease_key"] = REDACTED
     return cfg
 
 
