@@ -1,0 +1,108 @@
+"""The automatic failover rule over a table of states: every branch, by its code."""
+
+import pytest
+
+from saltext_hamn.utils.auto import rule
+
+PRIMARY_HB = {"role": "primary", "pg_up": True, "lsn": "0/3000100", "streaming": False, "reaches_peer_pg": True}
+STANDBY_HB = {"role": "standby", "pg_up": True, "lsn": "0/3000100", "replayed": "0/3000100", "streaming": True,
+              "reaches_peer_pg": True}
+LOST_HB = {**STANDBY_HB, "streaming": False, "reaches_peer_pg": False}
+
+
+def facts(mn1=None, mn2=None, **kw):
+    """mn1 primary with a healthy pair, overridden per case."""
+    one = {"heartbeat": PRIMARY_HB, "age": 0.3, "connected": True, "pg_open": True,
+           "watchdog": {"role": "primary"}, "watchdog_enforcing": True, "renewal_age": 0.3}
+    two = {"heartbeat": STANDBY_HB, "age": 0.4, "connected": True, "pg_open": True,
+           "watchdog": {"role": "standby"}, "renewal_age": 0.4}
+    one.update(mn1 or {})
+    two.update(mn2 or {})
+    base = {"primary": "mn1", "lag_limit_bytes": 16 << 20, "failover_delay": 3.75}
+    base.update(kw)
+    return rule.Facts(nodes={"mn1": rule.NodeFacts("mn1", **one), "mn2": rule.NodeFacts("mn2", **two)}, **base)
+
+
+# The primary is dead as the master sees it: PostgreSQL closed, minion SIGKILLed (socket gone).
+DEAD = {"pg_open": False, "connected": False, "age": 0.8}
+# ... and cut off: no heartbeat for a while, watchdog unreachable, minion socket not yet timed out.
+CUT = {"pg_open": False, "connected": True, "age": 3.5, "watchdog": None}
+
+CASES = [
+    # name, facts, expected code, extra checks
+    ("healthy pair", facts(), "healthy", {}),
+    ("automation off", facts(mn1=DEAD, mn2={"heartbeat": LOST_HB}, auto_failover=False), "disabled", {}),
+    ("maintenance", facts(mn1=DEAD, mn2={"heartbeat": LOST_HB}, maintenance=True), "maintenance", {}),
+    ("paused", facts(mn1=DEAD, mn2={"heartbeat": LOST_HB}, paused="by admin"), "paused", {}),
+    ("orchestration running", facts(mn1=DEAD, mn2={"heartbeat": LOST_HB}, busy="switchover running"), "busy", {}),
+    ("both say primary", facts(mn2={"heartbeat": PRIMARY_HB}), "split-brain", {}),
+    ("no primary known", facts(primary=None), "no-primary", {}),
+    ("only the standby lost the primary (forged or real)", facts(mn2={"heartbeat": LOST_HB}), "standby-only", {}),
+    ("PG dead, minion alive: restart in place",
+     facts(mn1={"pg_open": False, "heartbeat": {**PRIMARY_HB, "pg_up": False}}, mn2={"heartbeat": LOST_HB}),
+     "restart", {"action": rule.RESTART, "old": "mn1"}),
+    ("PG dead, restarts used up: fail over, the minion makes it boot-safe",
+     facts(mn1={"pg_open": False, "watchdog": None, "heartbeat": {**PRIMARY_HB, "pg_up": False}, "restarts": 2},
+           mn2={"heartbeat": LOST_HB}),
+     "failover", {"proof": rule.PROOF_MINION}),
+    ("master cannot reach PG, node says it runs", facts(mn1={"pg_open": False}, mn2={"heartbeat": LOST_HB}),
+     "master-only", {}),
+    ("master lost it, standby still streams", facts(mn1=DEAD), "master-only", {}),
+    ("PG + minion killed, watchdog answers: fail over, fenced by the watchdog",
+     facts(mn1=DEAD, mn2={"heartbeat": LOST_HB}), "failover",
+     {"action": rule.FAILOVER, "old": "mn1", "new": "mn2", "proof": rule.PROOF_WATCHDOG}),
+    ("standby silent", facts(mn1=DEAD, mn2={"heartbeat": LOST_HB, "age": 9.0}), "standby-silent", {}),
+    ("standby's minion killed", facts(mn1=DEAD, mn2={"heartbeat": LOST_HB, "connected": False}),
+     "standby-silent", {}),
+    ("standby not running", facts(mn1=DEAD, mn2={"heartbeat": {**LOST_HB, "pg_up": False, "role": "stopped"}}),
+     "no-candidate", {}),
+    ("standby deposed", facts(mn1=DEAD, mn2={"heartbeat": LOST_HB, "deposed": True}), "deposed", {}),
+    ("cooldown", facts(mn1=DEAD, mn2={"heartbeat": LOST_HB}, cooldown_left=120), "cooldown", {}),
+    ("standby lags past the limit",
+     facts(mn1=DEAD, mn2={"heartbeat": {**LOST_HB, "lsn": "0/1000000", "replayed": "0/1000000"}},
+           lag_limit_bytes=1024), "lag", {}),
+    ("lag unknown", facts(mn1={**DEAD, "heartbeat": {"role": "primary"}}, mn2={"heartbeat": LOST_HB}), "lag", {}),
+    ("cut off, lease running", facts(mn1={**CUT, "renewal_age": 2.0}, mn2={"heartbeat": LOST_HB}),
+     "lease-wait", {"wait": pytest.approx(1.75)}),
+    ("cut off, lease surely over", facts(mn1={**CUT, "renewal_age": 3.8}, mn2={"heartbeat": LOST_HB}),
+     "failover", {"proof": rule.PROOF_LEASE}),
+    ("cut off, lease never enforced, no fence command",
+     facts(mn1={**CUT, "renewal_age": 30, "watchdog_enforcing": False}, mn2={"heartbeat": LOST_HB}),
+     "no-proof", {}),
+    ("cut off, lease never enforced, fence command set",
+     facts(mn1={**CUT, "renewal_age": 30, "watchdog_enforcing": False}, mn2={"heartbeat": LOST_HB},
+           fence_cmd=True), "failover", {"proof": rule.PROOF_FENCE_CMD}),
+    ("cut off, heartbeat still fresh and says PG up", facts(mn1={**CUT, "age": 1.0}, mn2={"heartbeat": LOST_HB}),
+     "master-only", {}),
+    ("failed node back, auto_rejoin", facts(mn1={"deposed": True, "heartbeat": {**LOST_HB, "role": "stopped"}},
+                                            mn2={"heartbeat": PRIMARY_HB}, primary="mn2", auto_rejoin=True),
+     "rejoin", {"action": rule.REJOIN, "old": "mn1", "new": "mn2"}),
+    ("failed node back, no auto_rejoin", facts(mn1={"deposed": True, "heartbeat": {**LOST_HB, "role": "stopped"}},
+                                               mn2={"heartbeat": PRIMARY_HB}, primary="mn2"), "healthy", {}),
+]
+
+
+@pytest.mark.parametrize("name, given, code, checks", CASES, ids=[c[0] for c in CASES])
+def test_decision_table(name, given, code, checks):
+    decision = rule.decide(given)
+    assert decision.code == code, f"{name}: {decision.reason}"
+    assert decision.reason
+    for key, value in checks.items():
+        assert getattr(decision, key) == value, f"{name}: {key}"
+    if code != "failover":
+        assert decision.action != rule.FAILOVER
+
+
+@pytest.mark.parametrize(
+    "given, enforced",
+    [
+        (facts(), True),
+        (facts(mn2={"heartbeat": LOST_HB}), False),  # no streaming standby: nobody would take over
+        (facts(cooldown_left=10), False),
+        (facts(paused="by admin"), False),
+        (facts(mn2={"age": 10}), False),
+        (facts(mn2={"deposed": True}), False),
+    ],
+)
+def test_the_lease_is_enforced_only_when_a_failover_could_follow(given, enforced):
+    assert rule.enforce_lease(given) is enforced
