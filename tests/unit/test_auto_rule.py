@@ -106,3 +106,9 @@ def test_decision_table(name, given, code, checks):
 )
 def test_the_lease_is_enforced_only_when_a_failover_could_follow(given, enforced):
     assert rule.enforce_lease(given) is enforced
+
+
+def test_a_failed_automatic_rejoin_is_not_retried_every_heartbeat():
+    given = facts(mn1={"deposed": True, "heartbeat": {**LOST_HB, "role": "stopped"}},
+                  mn2={"heartbeat": PRIMARY_HB}, primary="mn2", auto_rejoin=True, rejoin_failed="pg_rewind failed")
+    assert rule.decide(given).action == rule.NONE

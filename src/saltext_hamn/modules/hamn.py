@@ -18,6 +18,7 @@ try:
     import pyroute2  # noqa: F401
 
     from saltext_hamn.utils import preflight as pre, services
+    from saltext_hamn.utils.auto import takeover as auto_takeover
     from saltext_hamn.utils.net import vip
     from saltext_hamn.utils.pg import canary, cluster as pg_cluster, demote as pg_demote, peer as pg_peer, postmaster
     from saltext_hamn.utils.pg import promote as pg_promote, rewind as pg_rewind, standby, status as pg_status
@@ -148,6 +149,30 @@ def promote(force=False, primary_lsn=None, timeout=60):
     cfg = _cfg()
     return pg_promote.promote(_local(cfg), cfg, _me(cfg), force=force,
                               primary_lsn=None if primary_lsn is None else str(primary_lsn), timeout=timeout)
+
+
+def takeover(peer_fenced=False, primary_lsn=None, timeout=60):
+    """
+    Automatic failover, on the standby: promote it and raise the VIP in one call.
+
+    Refuses unless this node is a running standby and the old primary's
+    PostgreSQL does not accept connections from here. Stops this node's watchdog
+    from renewing the old primary's lease and, unless ``peer_fenced=True`` (the
+    master proved the old primary fenced), waits until the last renewal it gave
+    is ``hamn:heartbeat:failover_delay`` old. Keeps the lag guard of
+    ``hamn.promote`` (``primary_lsn``: the old primary's last known position)
+    and the ARP guard of ``hamn.vip_up``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn2 hamn.takeover peer_fenced=True primary_lsn=0/3000148
+    """
+    peer_fenced, timeout = _bool(peer_fenced, "peer_fenced"), _seconds(timeout, "timeout")
+    cfg = _cfg()
+    return auto_takeover.takeover(_local(cfg), cfg, _me(cfg), peer_fenced=peer_fenced,
+                                  primary_lsn=None if primary_lsn is None else str(primary_lsn), timeout=timeout)
 
 
 def stop_db(mode="fast", timeout=60):

@@ -22,6 +22,7 @@ import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+from saltext_hamn.utils.auto import witness
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.orch import alarms as orch_alarms, decide, discovery, history, lock as orch_lock
 from saltext_hamn.utils.orch import master as master_side, report, runs, steps as orch_steps
@@ -302,10 +303,11 @@ def status(tgt=DEFAULT_TGT, raw=False):
                 obs.node(node).status["services"] = result["ret"]
     found = orch_alarms.alarms(obs)
     run_line = _run_line(master, obs)
+    auto = witness.summary(master)
     if raw:
         return {"nodes": {n: v.status for n, v in obs.nodes.items()}, "alarms": found, "run": run_line,
-                "record": obs.record, "history": history.load(master.dir)[-5:]}
-    return report.table(obs, found, run_line)
+                "record": obs.record, "history": history.load(master.dir)[-5:], "automation": auto}
+    return report.table(obs, found, run_line, auto)
 
 
 def _run_line(master, obs):
@@ -425,3 +427,68 @@ def preflight(tgt=DEFAULT_TGT, timeout=60):
         salt-run hamn.preflight
     """
     return _master().preflight(tgt, timeout)
+
+
+# --------------------------------------------------------------------------- automatic failover
+
+
+def heartbeat(data=None, tag=None):
+    """
+    React to one heartbeat of the ``hamn`` beacon (the reactor calls this for
+    ``salt/beacon/*/hamn/``): renew both nodes' leases, probe them, decide with
+    the automatic failover rule and act (restart in place, fail over, rejoin).
+    The event is only a hint: every action rests on the master's own checks.
+    Returns the decision.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hamn.heartbeat data='{"id": "mn2", "node": "mn2", "role": "standby"}'
+    """
+    # Not @_guarded's retcode: the reactor ignores it, and its __context__ is shared by
+    # every heartbeat of the reactor's thread pool. Errors stay one line all the same.
+    try:
+        if not isinstance(data, dict):
+            raise SaltInvocationError(f"data: expected the heartbeat event's data (a mapping), got {type(data).__name__}")
+        del tag  # the tag is the sender's to choose; data["id"] is the master's stamp
+        return witness.handle(_master(), data)
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("hamn.heartbeat: %s", one_line(exc))
+        log.debug("hamn.heartbeat failed", exc_info=True)
+        return {"error": one_line(exc)}
+
+
+@_guarded
+def pause(reason=""):
+    """
+    Stop every automatic action (failover, restart in place, rejoin) until
+    ``hamn.resume``. Leases keep being renewed, but no longer enforced: a primary
+    is not fenced by its lease while paused.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hamn.pause reason="firmware update on mn1"
+    """
+    master = _master()
+    witness.pause(master, str(reason or ""), by="admin")
+    return f"automation paused{': ' + str(reason) if reason else ''}"
+
+
+@_guarded
+def resume():
+    """
+    Arm the automation again after ``hamn.pause`` (or after an automatic action
+    failed and paused it). The cooldown after a failover still applies.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hamn.resume
+    """
+    master = _master()
+    was = witness.resume(master)
+    return "automation armed" + (f" (was paused: {was['reason']})" if was else " (it was not paused)")

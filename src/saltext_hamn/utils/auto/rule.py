@@ -83,6 +83,7 @@ class Facts:
     cooldown_left: float = 0.0
     busy: str | None = None  # an orchestration holds the lock, or a run is unfinished
     fence_cmd: bool = False
+    rejoin_failed: str | None = None  # the last automatic rejoin failed: wait for the admin
     notes: list = field(default_factory=list)
 
     @property
@@ -232,7 +233,7 @@ def _proof(facts, old):
 
 def _rejoin(facts, primary, other):
     """The failed node is back, running, not primary: rebuild it as standby when the pillar says so."""
-    if not (facts.auto_rejoin and other.deposed and other.fresh(facts.max_age)):
+    if facts.rejoin_failed or not (facts.auto_rejoin and other.deposed and other.fresh(facts.max_age)):
         return None
     if other.role == "primary":
         return None  # split brain; the first-contact reactor demotes it

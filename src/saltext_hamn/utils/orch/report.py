@@ -28,8 +28,26 @@ def _column(view):
     return [view.name, what] + [""] * (len(ROWS) - 1) + [port]
 
 
-def table(obs, alarms=(), run_line=None):
-    """A plain-text table, one column per node, then alarms and the run line."""
+def automation_lines(auto):
+    """The automation's state (armed/paused/cooldown), last decision, heartbeat age and lease per node."""
+    if not auto:
+        return []
+    lines = [f"automation: {auto['state']}"]
+    decision = auto.get("decision")
+    if decision:
+        lines.append(f"last decision: {decision.get('code')}: {decision.get('reason')}")
+    for node, facts in sorted((auto.get("nodes") or {}).items()):
+        age = facts.get("heartbeat_age")
+        shown = "never" if age is None else f"{age:.1f} s ago"
+        lines.append(f"{node}: heartbeat {shown}; lease {facts.get('lease')}")
+    if auto.get("rejoin_failed"):
+        lines.append(f"automatic rejoin failed: {auto['rejoin_failed'].get('error')} "
+                     "(fix it, then salt-run hamn.resume)")
+    return lines
+
+
+def table(obs, alarms=(), run_line=None, auto=None):
+    """A plain-text table, one column per node, then alarms, the run line and the automation."""
     cols = [_column(obs.node(n)) for n in obs.names]
     labels = [""] + [label for label, _ in ROWS] + ["PG port (master)"]
     widths = [max(len(x) for x in labels)] + [max(len(x) for x in col) for col in cols]
@@ -48,4 +66,5 @@ def table(obs, alarms=(), run_line=None):
         lines.append("no alarms")
     if run_line:
         lines.append(run_line)
+    lines.extend(automation_lines(auto))
     return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""The standby's half of an automatic failover, in one minion call: checks, lease wait,
+promotion, VIP.
+
+One call instead of two saves a Salt round trip on the write path. Everything the
+promotion relies on is checked here, when it runs:
+- this node is a running standby;
+- the old primary's PostgreSQL does not accept connections from here;
+- no renewal this node gave the old primary's lease can still be running: the
+  watchdog's renewals are held first (so none can slip in), then, unless the
+  master proved the old primary fenced, the call waits until the last one is
+  ``failover_delay`` old.
+The promotion keeps its lag guard, and the VIP its ARP duplicate-address guard.
+"""
+
+import logging
+import time
+
+from saltext_hamn.utils.errors import HamnError
+from saltext_hamn.utils.net import vip
+from saltext_hamn.utils.pg import peer as pg_peer, promote as pg_promote, status as pg_status
+
+log = logging.getLogger(__name__)
+
+
+def _lease_ledger():
+    from saltext_hamn.utils.lease import ledger  # pylint: disable=import-outside-toplevel
+
+    return ledger
+
+
+def takeover(cluster, cfg, me, *, peer_fenced, primary_lsn=None, timeout=60, sleep=time.sleep):
+    started = time.monotonic()
+    role = pg_status.collect(cluster)["role"]
+    if role != "standby":
+        raise HamnError(f"takeover refused: {me} is {role}, not a running standby")
+    reach = pg_peer.probe_peer(cfg, me)
+    if reach["reachable"]:
+        raise HamnError("takeover refused: the old primary's PostgreSQL still accepts connections from here")
+    ledger = _lease_ledger()
+    state_dir = cfg["heartbeat"]["state_dir"]
+    since = ledger.hold_peer(state_dir)
+    waited = 0.0
+    try:
+        if not peer_fenced and since is not None:
+            waited = max(0.0, cfg["heartbeat"]["failover_delay"] - since)
+            if waited:
+                log.info("takeover: waiting %.2f s until the lease this node last renewed has surely run out", waited)
+                sleep(waited)
+        t_promote = time.monotonic()
+        promoted = pg_promote.promote(cluster, cfg, me, force=False, primary_lsn=primary_lsn, timeout=timeout)
+        t_vip = time.monotonic()
+        raised = vip.up(cfg)
+    finally:
+        ledger.release_peer(state_dir)
+    done = time.monotonic()
+    return {"promoted": promoted, "vip": raised, "lease_waited": round(waited, 3),
+            "seconds": round(done - started, 3), "promote_seconds": round(t_vip - t_promote, 3),
+            "vip_seconds": round(done - t_vip, 3)}
