@@ -432,6 +432,7 @@ def preflight(tgt=DEFAULT_TGT, timeout=60):
 # --------------------------------------------------------------------------- automatic failover
 
 
+@_guarded
 def heartbeat(data=None, tag=None):
     """
     React to one heartbeat of the ``hamn`` beacon (the reactor calls this for
@@ -446,17 +447,10 @@ def heartbeat(data=None, tag=None):
 
         salt-run hamn.heartbeat data='{"id": "mn2", "node": "mn2", "role": "standby"}'
     """
-    # Not @_guarded's retcode: the reactor ignores it, and its __context__ is shared by
-    # every heartbeat of the reactor's thread pool. Errors stay one line all the same.
-    try:
-        if not isinstance(data, dict):
-            raise SaltInvocationError(f"data: expected the heartbeat event's data (a mapping), got {type(data).__name__}")
-        del tag  # the tag is the sender's to choose; data["id"] is the master's stamp
-        return witness.handle(_master(), data)
-    except Exception as exc:  # pylint: disable=broad-except
-        log.warning("hamn.heartbeat: %s", one_line(exc))
-        log.debug("hamn.heartbeat failed", exc_info=True)
-        return {"error": one_line(exc)}
+    if not isinstance(data, dict):
+        raise SaltInvocationError(f"data: expected the heartbeat event's data (a mapping), got {type(data).__name__}")
+    del tag  # the tag is the sender's to choose; data["id"] is the master's stamp
+    return witness.handle(_master(), data)
 
 
 @_guarded
