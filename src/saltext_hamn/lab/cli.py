@@ -35,7 +35,8 @@ def main(argv=None):
         print("hamn-lab: must run as root (network namespaces, the postgres OS user)", file=sys.stderr)
         return 2
     spec = LabSpec.from_env(args.prefix)
-    lab = Lab(spec)
+    # hamn-lab up/demo arm the automation (heartbeat beacon + reactor); tests opt in.
+    lab = Lab(spec, automation=True)
     if args.command == "up":
         lab.up()
     elif args.command == "down":
@@ -86,9 +87,13 @@ def demo(lab):
             raise HamnError("hamn.failover ran on a healthy pair")
         say(f"  refused: {steps[0][3]}")
         primary = lab.current_primary()
-        say(f"{primary} dies: SIGKILL to its PostgreSQL and its salt-minion")
+        standby = next(n for n in spec.nodes if n != primary)
+        say(f"{primary} dies: SIGKILL to its PostgreSQL and its salt-minion; nobody types a command")
         drill.kill_node_services(spec, primary)
-        orchestrate("failover")
+        took = drill.wait_primary(lab, standby, timeout=60)
+        say(f"  {standby} took over by itself: primary {took:.1f} s after the kill "
+            "(heartbeat -> master's rule -> watchdog fence -> promote + VIP)")
+        print(proc.run(saltd.salt_cmd(spec, "hamn.status", runner=True), check=False).stdout, flush=True)
         say(f"{primary} is back: its salt-minion starts again")
         saltd.start_minion(spec, primary)
         saltd.wait_minion_ready(spec, primary)

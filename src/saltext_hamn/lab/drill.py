@@ -76,3 +76,22 @@ def kill_node_services(spec, node, names=("postgres", "salt-minion")):
                 pass
     time.sleep(0.2)
     return killed
+
+
+def wait_primary(lab, node, timeout=60):
+    """Seconds until ``node`` runs as primary *and* holds the VIP (HamnError after ``timeout``)."""
+    from saltext_hamn.utils.net import vip  # pylint: disable=import-outside-toplevel
+
+    started = time.monotonic()
+    spec = lab.spec
+    cfg = lab.node_cfg(node)
+    while time.monotonic() - started < timeout:
+        try:
+            writable = lab.current_primary() == node
+            holds = vip.held(cfg["vip"]["address"], cfg["vip"]["interface"], netns=spec.node_ns(node))
+        except Exception:  # pylint: disable=broad-except
+            writable = holds = False
+        if writable and holds:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise HamnError(f"{node} did not take over within {timeout}s (salt-run hamn.status says why)")

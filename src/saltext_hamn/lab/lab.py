@@ -21,9 +21,11 @@ def say(message):
 
 
 class Lab:
-    def __init__(self, spec, out=say):
+    def __init__(self, spec, out=say, automation=False):
         self.spec = spec
         self.say = out
+        # Heartbeat beacon + reactor: the pair fails over by itself (hamn-lab up; tests opt in).
+        self.automation = automation
 
     # ---- state kept between commands -------------------------------------------
     @property
@@ -126,7 +128,7 @@ class Lab:
     def up_salt(self):
         """Plain salt-master in the witness, a salt-minion per node; waits for test.ping."""
         spec = self.spec
-        saltd.write_configs(spec)
+        saltd.write_configs(spec, automation=self.automation)
         if saltd.start_master(spec):
             self.say("salt-master started in the witness namespace")
         for node in spec.nodes:

@@ -32,8 +32,16 @@ def _write(path, data):
     path.write_text(yaml.safe_dump(data, default_flow_style=False), encoding="utf-8")
 
 
-def write_configs(spec):
+def write_configs(spec, automation=False):
+    """The lab's master and minion configs; ``automation`` adds the heartbeat beacon and reactor."""
     salt_dir = spec.lab_dir / "salt"
+    reactor = [
+        # A node failed over while unreachable is demoted on its first contact.
+        {"salt/minion/*/start": [str(spec.states_dir / "hamn" / "reactor" / "first_contact.sls")]},
+    ]
+    if automation:
+        # Automatic failover: every heartbeat goes to the master's rule (docs/auto-failover.md).
+        reactor.append({"salt/beacon/*/hamn/": [str(spec.states_dir / "hamn" / "reactor" / "heartbeat.sls")]})
     _write(master_conf_dir(spec) / "master", {
         "id": f"{spec.prefix}-master",
         "root_dir": str(salt_dir / "master"),
@@ -44,14 +52,16 @@ def write_configs(spec):
         # hamn.files_synced (salt transport): the primary cp.pushes, the ext_pillar hands out.
         "file_recv": True,
         "ext_pillar": [{"hamn_files": {}}],
-        # A node failed over while unreachable is demoted on its first contact.
-        "reactor": [{"salt/minion/*/start": [str(spec.states_dir / "hamn" / "reactor" / "first_contact.sls")]}],
+        "reactor": reactor,
         # Lab only: the two minions are ours. A real master accepts keys by hand.
         "auto_accept": True,
         "log_level_logfile": "info",
     })
     for node in spec.nodes:
+        # The heartbeat beacon; its interval = hamn:heartbeat:interval.
+        beacons = {"beacons": {"hamn": [{"interval": 1}]}} if automation else {}
         _write(minion_conf_dir(spec, node) / "minion", {
+            **beacons,
             "id": node,
             "master": WITNESS_ADDRESS,
             "root_dir": str(salt_dir / node),
