@@ -38,11 +38,12 @@ def load(**extra):
 
 
 @contextlib.contextmanager
-def own_lab(lab_spec, letter, dirname):
+def own_lab(lab_spec, letter, dirname, automation=False):
     """A lab of a test module's own, inside the run's prefix and directory (so the
-    session's leak check covers it); always torn down."""
+    session's leak check covers it); always torn down. ``automation``: heartbeat
+    beacon and reactor, so the pair fails over by itself."""
     lab = Lab(LabSpec(prefix=f"{lab_spec.prefix}{letter}", base_dir=str(lab_spec.lab_dir / dirname)),
-              out=lambda message: None)
+              out=lambda message: None, automation=automation)
     try:
         yield lab
     finally:

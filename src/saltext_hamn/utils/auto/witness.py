@@ -75,7 +75,7 @@ def renew(master, cfg, node, enforce):
     try:
         status = protocol.exchange(address, hb["lease_port"], hb["lease_key"], "renew", "master",
                                    {"enforce": bool(enforce)}, timeout=RENEW_TIMEOUT,
-                                   on_challenge=lambda: view.note_renewal_attempt(master.dir, node))
+                                   on_challenge=lambda _challenge: view.note_renewal_attempt(master.dir, node))
     except HamnError as exc:
         view.note_renewal_result(master.dir, node, None, one_line(exc))
         return None

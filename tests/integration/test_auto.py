@@ -1,0 +1,323 @@
+"""Automatic failover, in a lab of its own armed like `hamn-lab up`: heartbeat beacon
+on both minions, heartbeat reactor on the master, lease watchdogs on both nodes.
+
+Nobody types a failover here: a fault is made, and the test waits for what the
+pair does by itself. The sampler (every 200 ms: writable primaries, VIP holders)
+runs through every case; any sample with two writers or two VIP holders fails it.
+Each case runs HAMN_FAULT_TRIALS times (default 3; `make faults TRIALS=N`).
+"""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from saltext_hamn.lab import drill, netns, saltd
+from saltext_hamn.lab.client import VipWriter
+from saltext_hamn.lab.sampler import Sampler
+from saltext_hamn.lab.spec import NODE_ADDRESSES, WITNESS_ADDRESS
+from saltext_hamn.utils import proc
+from saltext_hamn.utils.pg import connection
+from tests.support import own_lab
+
+pytestmark = [pytest.mark.root, pytest.mark.postgres]
+TRIALS = range(int(os.environ.get("HAMN_FAULT_TRIALS", "3")))
+COOLDOWN = 4  # seconds; short so that trials can follow each other (the shipped default is 300)
+
+
+@pytest.fixture(scope="module")
+def lab(lab_spec):
+    with own_lab(lab_spec, "a", "auto", automation=True) as lab:
+        lab.prepare()
+        path = lab.spec.lab_dir / "pillar" / "hamn.sls"
+        data = yaml.safe_load(path.read_text())
+        data["hamn"]["heartbeat"] = {"cooldown": COOLDOWN}
+        path.write_text(yaml.safe_dump(data))
+        lab.up_salt()
+        ok, steps = drill.orchestrate(lab.spec, "setup")
+        assert ok, steps
+        lab.xcat_database(lab.current_primary())
+        wait_armed(lab)
+        yield lab
+
+
+@pytest.fixture
+def sampler(lab, request):
+    with Sampler(lab) as watching:
+        yield watching
+    print(f"[sampler] {request.node.name}: {len(watching.samples)} samples, {len(watching.violations)} violations, "
+          f"writable samples per node {watching.writers()}")
+    assert len(watching.samples) > 5, "the sampler barely ran"
+    assert not watching.violations, f"two writers or two VIP holders at some instant: {watching.violations[:3]}"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def other(node):
+    return "mn2" if node == "mn1" else "mn1"
+
+
+def salt_run(lab, *args, timeout=60):
+    return proc.run(saltd.salt_cmd(lab.spec, *args, runner=True), check=False, timeout=timeout)
+
+
+def automation(lab):
+    result = salt_run(lab, "hamn.status", "raw=True", "--out=json")
+    return json.loads(result.stdout).get("automation") or {}
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def wait_armed(lab, timeout=60):
+    """Both heartbeats fresh, the automation armed and the primary's lease enforced."""
+    primary = lab.current_primary()
+
+    def armed():
+        auto = automation(lab)
+        nodes = auto.get("nodes") or {}
+        fresh = all((nodes.get(n) or {}).get("heartbeat_age") is not None
+                    and nodes[n]["heartbeat_age"] < 3 for n in lab.spec.nodes)
+        lease = str((nodes.get(primary) or {}).get("lease"))
+        return auto.get("state") == "armed" and fresh and lease.startswith("enforced")
+
+    wait_for(armed, timeout, "the automation to be armed")
+
+
+def in_recovery(lab, node):
+    with connection.session(lab.cluster(node)) as conn:
+        return connection.scalar(conn, "SELECT pg_is_in_recovery()")
+
+
+def pg_running(lab, node):
+    from saltext_hamn.utils.pg import postmaster  # pylint: disable=import-outside-toplevel
+
+    cluster = lab.cluster(node)
+    return postmaster.is_running(cluster)
+
+
+def standby_signal(lab, node):
+    return os.path.exists(os.path.join(lab.cluster(node).data_dir, "standby.signal"))
+
+
+def start_by_hand(lab, node):
+    """What systemd or an admin does at boot: pg_ctl start, nothing else."""
+    cluster = lab.cluster(node)
+    cluster.run("pg_ctl", "start", "-D", cluster.data_dir, "-w", "-l", cluster.server_log, timeout=70)
+
+
+def restart_minion(lab, node):
+    saltd.start_minion(lab.spec, node)
+    saltd.wait_minion_ready(lab.spec, node)
+
+
+def rejoin(lab, old, new):
+    """After a failover: the old node back as the new primary's standby, automation armed again."""
+    ok, steps = drill.orchestrate(lab.spec, "rejoin")
+    assert ok, steps
+    assert lab.current_primary() == new and in_recovery(lab, old)
+    wait_armed(lab)
+
+
+def history(lab):
+    result = salt_run(lab, "hamn.status", "raw=True", "--out=json")
+    return json.loads(result.stdout).get("history") or []
+
+
+def auto_failovers(lab):
+    return [e for e in history(lab) if e.get("name") == "auto-failover"]
+
+
+def blackhole(lab, node, address, on=True):
+    """Drop this node's traffic to ``address`` (inside the node's namespace only)."""
+    netns.ip("-n", lab.spec.node_ns(node), "route", "add" if on else "del", "blackhole", f"{address}/32",
+             check=on)
+
+
+def blackhole_witness(lab, address, on=True):
+    netns.ip("-n", lab.spec.witness_ns, "route", "add" if on else "del", "blackhole", f"{address}/32",
+             check=on)
+
+
+def still_primary_throughout(lab, sampler, primary, since):
+    samples = [s for s in sampler.samples if s[0] >= since]
+    assert samples, "no samples"
+    down = [s for s in samples if not s[1][primary]]
+    assert not down, f"{primary} stopped being writable at {len(down)} of {len(samples)} samples"
+
+
+# --------------------------------------------------------------------------- faults that must heal
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_postgres_killed_on_the_primary_is_restarted_in_place(lab, sampler, trial):  # pylint: disable=unused-argument
+    primary = lab.current_primary()
+    standby = other(primary)
+    before = len(auto_failovers(lab))
+    killed = time.monotonic()
+    drill.kill_node_services(lab.spec, primary, names=("postgres",))
+    wait_for(lambda: pg_running(lab, primary) and in_recovery(lab, primary) is False, 20,
+             f"{primary}'s PostgreSQL restarted in place")
+    print(f"[auto] restart in place: writable again {time.monotonic() - killed:.2f} s after the kill")
+    assert sampler.writers()[standby] == 0, "the standby was promoted"
+    assert len(auto_failovers(lab)) == before
+    assert any(e.get("name") == "auto-restart" and e.get("result") == "done" for e in history(lab))
+    wait_armed(lab)
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_primary_killed_fails_over_by_itself(lab, sampler, trial):  # pylint: disable=unused-argument
+    old = lab.current_primary()
+    new = other(old)
+    drill.kill_node_services(lab.spec, old)
+    took = drill.wait_primary(lab, new, timeout=30)
+    print(f"[auto] PostgreSQL + minion killed: {new} primary with the VIP {took:.2f} s after the kill")
+    assert standby_signal(lab, old), "the old primary was not left boot-safe"
+    start_by_hand(lab, old)
+    assert in_recovery(lab, old) is True
+    assert auto_failovers(lab)[-1]["result"] == "done"
+    restart_minion(lab, old)
+    rejoin(lab, old, new)
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_primary_link_down_fails_over_and_the_old_primary_fences_itself(lab, sampler, trial):  # pylint: disable=unused-argument
+    old = lab.current_primary()
+    new = other(old)
+    netns.ip("-n", lab.spec.witness_ns, "link", "set", lab.spec.veth(old), "down")
+    try:
+        took = drill.wait_primary(lab, new, timeout=40)
+        print(f"[auto] link down: {new} primary with the VIP {took:.2f} s after the cut")
+        # The cut-off node fenced itself: stopped, boot-safe (it can't be asked; look at its files).
+        wait_for(lambda: not pg_running(lab, old), 5, f"{old} to have fenced itself")
+        assert standby_signal(lab, old)
+    finally:
+        netns.ip("-n", lab.spec.witness_ns, "link", "set", lab.spec.veth(old), "up")
+    start_by_hand(lab, old)
+    assert in_recovery(lab, old) is True  # read-only when the link comes back
+    rejoin(lab, old, new)
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_primary_minion_killed_then_link_cut_fails_over_only_after_the_old_stopped(lab, sampler, trial):  # pylint: disable=unused-argument
+    old = lab.current_primary()
+    new = other(old)
+    drill.kill_node_services(lab.spec, old, names=("salt-minion",))
+    time.sleep(2)
+    assert lab.current_primary() == old, "failed over on a dead minion alone"
+    netns.ip("-n", lab.spec.witness_ns, "link", "set", lab.spec.veth(old), "down")
+    try:
+        drill.wait_primary(lab, new, timeout=40)
+        assert not pg_running(lab, old) and standby_signal(lab, old)
+    finally:
+        netns.ip("-n", lab.spec.witness_ns, "link", "set", lab.spec.veth(old), "up")
+    # The sampler proves there was no instant with two writers; the order, too:
+    last_old = max(t for t, w, _ in sampler.samples if w[old])
+    first_new = min(t for t, w, _ in sampler.samples if w[new])
+    assert last_old < first_new
+    restart_minion(lab, old)
+    rejoin(lab, old, new)
+
+
+# --------------------------------------------------------------------------- faults that must change nothing
+
+
+def _no_failover_for(lab, sampler, seconds):
+    primary = lab.current_primary()
+    before = len(auto_failovers(lab))
+    since = time.time()
+    time.sleep(seconds)
+    assert lab.current_primary() == primary
+    assert len(auto_failovers(lab)) == before
+    still_primary_throughout(lab, sampler, primary, since)
+    return primary
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_link_between_the_nodes_cut_changes_nothing(lab, sampler, trial):  # pylint: disable=unused-argument
+    primary = lab.current_primary()
+    standby = other(primary)
+    blackhole(lab, primary, NODE_ADDRESSES[standby])
+    blackhole(lab, standby, NODE_ADDRESSES[primary])
+    try:
+        _no_failover_for(lab, sampler, 8)
+    finally:
+        blackhole(lab, primary, NODE_ADDRESSES[standby], on=False)
+        blackhole(lab, standby, NODE_ADDRESSES[primary], on=False)
+    wait_armed(lab)
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_master_to_primary_cut_changes_nothing(lab, sampler, trial):  # pylint: disable=unused-argument
+    primary = lab.current_primary()
+    blackhole(lab, primary, WITNESS_ADDRESS)
+    blackhole_witness(lab, NODE_ADDRESSES[primary])
+    try:
+        _no_failover_for(lab, sampler, 8)
+    finally:
+        blackhole(lab, primary, WITNESS_ADDRESS, on=False)
+        blackhole_witness(lab, NODE_ADDRESSES[primary], on=False)
+    wait_armed(lab, timeout=90)
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_master_stopped_changes_nothing_and_writes_continue(lab, sampler, trial):  # pylint: disable=unused-argument
+    primary = lab.current_primary()
+    writer = VipWriter(lab)
+    writer.start()
+    try:
+        time.sleep(1)
+        pid = saltd.read_pid(saltd.pidfile(lab.spec, "master"))
+        saltd.terminate([pid])
+        stopped = time.monotonic()
+        since = time.time()
+        time.sleep(8)
+        gap = writer.longest_gap(stopped, time.monotonic())
+        still_primary_throughout(lab, sampler, primary, since)
+    finally:
+        writer.finish()
+        saltd.start_master(lab.spec)
+    assert gap < 1.0, f"writes stopped for {gap:.2f} s while the master was down"
+    assert lab.current_primary() == primary
+    wait_armed(lab, timeout=90)
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_forged_heartbeats_do_not_fail_over(lab, sampler, trial):  # pylint: disable=unused-argument
+    primary = lab.current_primary()
+    standby = other(primary)
+    lost = {"v": 1, "node": standby, "role": "standby", "pg_up": True, "streaming": False,
+            "reaches_peer_pg": False, "lsn": "0/0", "vip": False}
+    dead_primary = {"v": 1, "node": primary, "role": "stopped", "pg_up": False}
+    call = ["ip", "netns", "exec", lab.spec.node_ns(standby), saltd.salt_bin("salt-call"),
+            "-c", str(saltd.minion_conf_dir(lab.spec, standby)), "event.send"]
+    before = len(auto_failovers(lab))
+    since = time.time()
+    for _ in range(3):
+        subprocess.run([*call, f"salt/beacon/{standby}/hamn/", json.dumps(lost)], check=True, timeout=60,
+                       capture_output=True)
+        # The standby pretending to be the primary: the master stamps the real sender.
+        subprocess.run([*call, f"salt/beacon/{primary}/hamn/", json.dumps(dead_primary)], check=True,
+                       timeout=60, capture_output=True)
+    # A forged heartbeat that passes the sender check (as a hacked minion's beacon could):
+    # the master's own probe of the primary still says it is healthy.
+    forged = {**lost, "id": standby}
+    for _ in range(3):
+        result = salt_run(lab, "hamn.heartbeat", "data=" + json.dumps(forged), "--out=json")
+        assert json.loads(result.stdout).get("code") == "standby-only", result.stdout
+    time.sleep(3)
+    assert lab.current_primary() == primary
+    assert len(auto_failovers(lab)) == before
+    still_primary_throughout(lab, sampler, primary, since)
