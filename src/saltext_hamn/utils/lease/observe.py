@@ -49,9 +49,10 @@ class PgObserver:
         self.connect_timeout = connect_timeout  # libpq's minimum is 2 s
         self._conn = None
         self._latest = None
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._stop = threading.Event()
         self._thread = None
+        self._latest_started = float("-inf")  # when the latest observation began
 
     # ---- one observation -----------------------------------------------------------
     def _connect(self):
@@ -92,9 +93,12 @@ class PgObserver:
     # ---- background polling ----------------------------------------------------------
     def _run(self):
         while not self._stop.is_set():
+            started = time.monotonic()
             facts = self.observe_once()
             with self._lock:
                 self._latest = (time.monotonic(), facts)
+                self._latest_started = started
+                self._lock.notify_all()
             self._stop.wait(self.period)
         self.close()
 
@@ -106,6 +110,12 @@ class PgObserver:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=3)
+
+    def refresh(self, timeout=1.0):
+        """Wait for an observation begun after this call (e.g. after a fence changed things)."""
+        asked = time.monotonic()
+        with self._lock:
+            self._lock.wait_for(lambda: self._latest_started > asked, timeout)
 
     def current(self):
         with self._lock:

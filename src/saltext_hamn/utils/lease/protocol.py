@@ -184,6 +184,7 @@ def serve(sock, key, node, senders, handle, clock, timeout=1.0):
         request = line.receive()
     except (OSError, ValueError) as exc:
         return op, sender, f"no request: {exc}"
+    op, sender = str(request.get("op"))[:40], str(request.get("from"))[:40]  # for the log, even when refused
     try:
         op, sender, args = check_request(key, request, hello["nonce"], senders)
         reply = answer(key, hello["nonce"], status=handle(op, sender, args, t_c))

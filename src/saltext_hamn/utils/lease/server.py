@@ -44,7 +44,9 @@ class LeaseServer:
         try:
             wd = self.watchdog
             op, sender, error = protocol.serve(conn, wd.key, wd.me, wd.senders(), wd.handle, wd.clock)
-            if error:
+            if error and op is None and error.startswith("no request"):
+                log.debug("connection from %s:%s closed without a request (a port probe?)", *peer)
+            elif error:
                 log.warning("refused %s from %s (%s:%s): %s", op or "a request", sender or "?", *peer, error)
         finally:
             conn.close()

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 
 from saltext_hamn.utils import config
@@ -82,6 +83,9 @@ class Watchdog:
         self.peer_renewing = False
         self.peer_error = None
         self._logged = {}
+        # Held through a fence and the fresh look at PostgreSQL after it: a fence asked by the
+        # master does not run beside one of the tick, and no answer shows a half-fenced node.
+        self._fencing = threading.Lock()
 
     # ---- logging on change only ------------------------------------------------------
     def _note(self, what, value, message):
@@ -120,12 +124,19 @@ class Watchdog:
 
     # ---- fencing -------------------------------------------------------------------------
     def fence(self, reason):
+        with self._fencing:
+            return self._fence(reason)
+
+    def _fence(self, reason):
         log.warning("FENCING: %s", reason)
         result = self.fencer(reason)
         steps = ", ".join(f"{name} {'ok' if step['ok'] else 'FAILED: ' + step['error']}"
                           for name, step in (result.get("steps") or {}).items())
         log.warning("fence %s in %s ms: %s", "done" if result.get("fenced") else "INCOMPLETE",
                     result.get("ms"), steps)
+        refresh = getattr(self.observer, "refresh", None)
+        if refresh is not None:
+            refresh()  # what is reported next must be the fenced server, not the one before
         return result
 
     # ---- renewing the peer ----------------------------------------------------------------
@@ -182,7 +193,8 @@ class Watchdog:
         elif op == "fence":
             self.last_fence_try = self.clock()
             self.fence("fence requested by the master")
-        return self.status(self.observer.current())
+        with self._fencing:
+            return self.status(self.observer.current())
 
     def senders(self):
         return (protocol.MASTER, self.peer)
