@@ -6,6 +6,7 @@ fence nodes for real.
 """
 
 import contextlib
+import copy
 import json
 import os
 import signal
@@ -134,10 +135,19 @@ def test_ensure_is_idempotent_and_private(mn1, mn2, watchdogs):
     assert second.returncode == 0 and "one already runs" in second.stdout
     status = supervise.read_status(mn1.cfg)
     assert status["role"] == "primary" and status["pid"] == again["pid"] and status["age"] < 1.0
+    # A changed configuration restarts it, with the new settings.
+    changed = copy.deepcopy(mn1.cfg)
+    changed["heartbeat"]["lease"] = 4.0
+    restarted = supervise.ensure(changed, "mn1", netns=mn1.ns)
+    assert restarted["restarted"] is True and restarted["pid"] != again["pid"]
+    assert "lease 4s" in open(os.path.join(mn1.state_dir, "lease.log"), encoding="utf-8").read()
+    back = mn1.ensure()
+    assert back["restarted"] is True and mn1.ensure()["started"] is False
+    assert wait_for(lambda: (supervise.read_status(mn1.cfg) or {}).get("pid") == back["pid"], 5)
     # Neither the lease key nor the replication password reach the log or the status.
     secrets = (mn1.cfg["heartbeat"]["lease_key"], mn1.cfg["postgres"]["replication"]["password"])
     text = open(os.path.join(mn1.state_dir, "lease.log"), encoding="utf-8").read() + json.dumps(status)
-    assert "started" in text and not any(secret in text for secret in secrets)
+    assert "started" in text and "lease 3s" in text and not any(secret in text for secret in secrets)
 
 
 def test_a_master_renewals_keep_an_enforced_lease(mn1, mn2, watchdogs):
