@@ -24,7 +24,10 @@ setup(
         # New-style Salt extension entry point: Salt looks for modules/, states/,
         # runners/ ... sub-packages of the named package.
         "salt.loader": ["hamn = saltext_hamn"],
-        "console_scripts": ["hamn-lab = saltext_hamn.lab.cli:main"],
+        "console_scripts": [
+            "hamn-lab = saltext_hamn.lab.cli:main",
+            "hamn-leased = saltext_hamn.utils.lease.daemon:main",
+        ],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -12,6 +12,7 @@ from saltext_hamn.lab import fence, netns, network, pillar, recorders, saltd
 from saltext_hamn.lab.spec import NODE_ADDRESSES, NODE_IFACE, VIP_ADDRESS
 from saltext_hamn.utils import proc
 from saltext_hamn.utils.errors import HamnError
+from saltext_hamn.utils.lease import supervise as lease_supervise
 from saltext_hamn.utils.net import vip
 from saltext_hamn.utils.pg import canary, connection, postmaster, replica, replication
 
@@ -255,6 +256,15 @@ class Lab:
         spec = self.spec
         self.say(f"tearing down lab '{spec.prefix}'")
         if spec.lab_dir.exists():
+            # Watchdogs first: they run detached (own session) and would outlive the minions.
+            # Any left anyway are found below by namespace, and by the test session's leak
+            # check by their config path under the lab directory.
+            for node in spec.nodes:
+                try:
+                    if lease_supervise.stop(self.node_cfg(node)):
+                        self.say(f"{node}: hamn-leased stopped")
+                except (HamnError, OSError, ValueError) as exc:
+                    self.say(f"{node}: could not stop hamn-leased cleanly ({exc})")
             for node in spec.nodes:
                 try:
                     cluster = self.cluster(node)

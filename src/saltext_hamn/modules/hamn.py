@@ -453,3 +453,48 @@ def _seconds(value, name):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise SaltInvocationError(f"{name}: expected a positive number of seconds, got {value!r}")
     return value
+
+
+def lease_ensure():
+    """
+    Make sure this node's lease watchdog ``hamn-leased`` runs with the current
+    pillar (started detached, restarted when the configuration changed; cheap
+    when all is well). Returns ``running``, ``pid``, ``started``, ``restarted``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'mn*' hamn.lease_ensure
+    """
+    from saltext_hamn.utils.lease import supervise  # pylint: disable=import-outside-toplevel
+
+    cfg = _cfg()
+    try:
+        return supervise.ensure(cfg, _me(cfg))
+    except OSError as exc:
+        raise CommandExecutionError(f"cannot start hamn-leased: {exc}") from exc
+
+
+def lease_status():
+    """
+    The lease watchdog's last status: role, enforcing, lease_left, renewal ages,
+    fenced, hold_peer, peer_renewing, pid, and ``age`` (seconds since written;
+    more than a second or two means the watchdog is not running).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'mn*' hamn.lease_status
+    """
+    from saltext_hamn.utils.lease import supervise  # pylint: disable=import-outside-toplevel
+
+    cfg = _cfg()
+    _me(cfg)
+    status = supervise.read_status(cfg)
+    if status is None:
+        raise CommandExecutionError(
+            f"no lease status in {cfg['heartbeat']['state_dir']}: hamn-leased has not run (hamn.lease_ensure starts it)"
+        )
+    return status
