@@ -112,3 +112,9 @@ def test_a_failed_automatic_rejoin_is_not_retried_every_heartbeat():
     given = facts(mn1={"deposed": True, "heartbeat": {**LOST_HB, "role": "stopped"}},
                   mn2={"heartbeat": PRIMARY_HB}, primary="mn2", auto_rejoin=True, rejoin_failed="pg_rewind failed")
     assert rule.decide(given).action == rule.NONE
+
+
+def test_a_stale_streaming_state_does_not_hide_a_lost_primary():
+    """After a cut link the WAL receiver says "streaming" until wal_receiver_timeout."""
+    given = facts(mn1=DEAD, mn2={"heartbeat": {**LOST_HB, "streaming": True}})
+    assert rule.decide(given).code == "failover"

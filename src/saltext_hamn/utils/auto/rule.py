@@ -174,7 +174,9 @@ def decide(facts):
     if not new.fresh(facts.max_age):
         return _none("standby-silent", f"{old.name}'s PostgreSQL is unreachable, but {new.name} is silent too "
                      "(no heartbeat): no failover", old=old.name, new=new.name)
-    if new.said.get("reaches_peer_pg") or new.said.get("streaming"):
+    # Its own TCP probe, not the WAL receiver's state: after a cut link the receiver
+    # says "streaming" until wal_receiver_timeout.
+    if new.said.get("reaches_peer_pg") is not False:
         return _none("master-only", f"the master lost {old.name}'s PostgreSQL, {new.name} still reaches it: "
                      "no failover", old=old.name, new=new.name)
     if new.role != "standby" or not new.said.get("pg_up"):

@@ -345,6 +345,11 @@ def _prove(master, cfg, decision, given, run):
 
 
 def _takeover(master, cfg, decision, primary_lsn):
+    # Disarm the new primary's lease first: its enforcement outlives the master's
+    # renewals, and the cooldown that follows keeps it disarmed.
+    if renew(master, cfg, decision.new, enforce=False) is None:
+        raise HamnError(f"{decision.new}'s lease watchdog does not answer: not promoting a node that could "
+                        "fence itself right after")
     ret = master.call_one(decision.new, "hamn.takeover",
                           kwargs={"peer_fenced": decision.proof != rule.PROOF_LEASE, "primary_lsn": primary_lsn},
                           timeout=60)
