@@ -11,6 +11,9 @@ bridge and stands for the clients whose cached VIP -> MAC entry a failover must
 *update* (A's own table cannot show that: it had no entry while it held the VIP).
 """
 
+import copy
+import select
+import threading
 import time
 
 import pytest
@@ -233,3 +236,79 @@ def test_interface_down_is_a_clear_error(net, cfg):
     with pytest.raises(HamnError, match="eth0"):
         vip.up(cfg, netns=net.a)
     assert VIP not in net.addresses(net.a)
+
+
+# ---- the default probe window (vip:probe:timeout 0.3 s) is still a strict guard ---------
+class LateHolder:
+    """A host that answers the first ARP probe for ``address`` only after ``delay`` seconds
+    (a slow or busy holder), from the observer's bridge."""
+
+    def __init__(self, net, address, delay):
+        self.address, self.delay = address, delay
+        self.sock, self.mac = arp.open_socket("br0", net.obs)
+        self.stop = threading.Event()
+        self.answered_after = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        first_probe = None  # (monotonic time, frame)
+        while not self.stop.is_set():
+            if first_probe and time.monotonic() - first_probe[0] >= self.delay:
+                reply = arp.build_reply(self.mac, self.address, first_probe[1].sender_mac, arp.ANY_IP)
+                self.sock.send(reply)
+                self.answered_after = time.monotonic() - first_probe[0]
+                return
+            if not select.select([self.sock], [], [], 0.005)[0]:
+                continue
+            data, meta = self.sock.recvfrom(2048)
+            frame = arp.parse(data)
+            if (first_probe is None and meta[2] != arp.PACKET_OUTGOING and frame is not None
+                    and frame.op == arp.OP_REQUEST and frame.sender_ip == arp.ANY_IP
+                    and frame.target_ip == self.address):
+                first_probe = (time.monotonic(), frame)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+def default_probe_cfg():
+    cfg = make_cfg()
+    cfg["vip"]["probe"] = copy.deepcopy(config.DEFAULTS["vip"]["probe"])
+    return cfg
+
+
+def test_default_probe_window_is_short_and_refuses_a_holder(net):
+    cfg = default_probe_cfg()
+    assert cfg["vip"]["probe"] == {"timeout": 0.3, "attempts": 3}
+    started = time.monotonic()
+    assert vip.up(cfg, netns=net.a)["changed"] is True
+    # A free VIP costs the whole window plus the gratuitous ARPs (3 x 0.05 s here).
+    assert 0.3 <= time.monotonic() - started < 0.7
+    with pytest.raises(HamnError, match="is in use"):
+        vip.up(cfg, netns=net.b)
+    assert VIP not in net.addresses(net.b)
+
+
+def test_default_probe_window_catches_a_holder_answering_late(net):
+    cfg = default_probe_cfg()
+    with LateHolder(net, VIP, delay=0.2) as holder:
+        with pytest.raises(HamnError) as info:
+            vip.up(cfg, netns=net.b)
+    assert holder.answered_after is not None and holder.answered_after >= 0.2
+    assert holder.mac in str(info.value)
+    assert VIP not in net.addresses(net.b)
+
+
+def test_an_answer_after_the_window_is_missed(net):
+    """The window's limit, stated: a holder slower than vip:probe:timeout goes unseen
+    (raise the timeout on such a network)."""
+    with LateHolder(net, VIP, delay=0.45) as holder:
+        assert arp.probe(VIP, "eth0", timeout=0.3, attempts=3, netns=net.b) == []
+        holder.thread.join(1)
+    assert holder.answered_after is not None

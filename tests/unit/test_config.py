@@ -99,7 +99,7 @@ def test_defaults_filled():
         "interface": "eth0",
         "label": None,
         "garp": {"count": 5, "interval": 0.2},
-        "probe": {"timeout": 1.0, "attempts": 3},
+        "probe": {"timeout": 0.3, "attempts": 3},
     }
     pg = cfg["postgres"]
     assert pg["version"] == 15

@@ -33,7 +33,9 @@ DEFAULTS = {
         "interface": "eth0",
         "label": None,
         "garp": {"count": 5, "interval": 0.2},
-        "probe": {"timeout": 1.0, "attempts": 3},
+        # RFC 5227's 1-2 s probe window is sized for slow links; a holder on the LAN
+        # answers in milliseconds, and every raise of the VIP waits the whole window.
+        "probe": {"timeout": 0.3, "attempts": 3},
     },
     "postgres": {
         "version": 15,

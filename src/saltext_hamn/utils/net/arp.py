@@ -205,7 +205,7 @@ def _send(sock, frame, interface):
         raise HamnError(f"sending ARP on {interface} failed: {exc.strerror or exc}") from exc
 
 
-def probe(address, interface, timeout=1.0, attempts=3, netns=None):
+def probe(address, interface, timeout=0.3, attempts=3, netns=None):
     """Ask whether another host holds ``address`` (duplicate-address detection).
 
     Sends ``attempts`` RFC 5227 probes spread evenly over ``timeout`` seconds (the
