@@ -7,7 +7,8 @@ import psycopg2
 from saltext_hamn.utils.errors import HamnError
 
 
-def connect(cluster, dbname="postgres", autocommit=True, timeout=5):
+def connect(cluster, dbname="postgres", autocommit=True, timeout=5, statement_timeout_ms=None):
+    extra = {"options": f"-c statement_timeout={int(statement_timeout_ms)}"} if statement_timeout_ms else {}
     try:
         conn = psycopg2.connect(
             host=cluster.socket_dir,
@@ -16,6 +17,7 @@ def connect(cluster, dbname="postgres", autocommit=True, timeout=5):
             dbname=dbname,
             connect_timeout=timeout,
             application_name="saltext-hamn",
+            **extra,
         )
     except psycopg2.Error as exc:
         raise HamnError(f"cannot connect to PostgreSQL at {cluster.socket_dir}:{cluster.port}: {exc}".strip()) from exc

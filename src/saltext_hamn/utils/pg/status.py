@@ -39,8 +39,13 @@ def _primary_timeline(conn):
     return int(name[:8], 16)
 
 
-def collect(cluster):
-    """Role and replication facts of the local cluster (never raises for a stopped server)."""
+def collect(cluster, timeout=2, statement_timeout_ms=None):
+    """Role and replication facts of the local cluster (never raises for a stopped server).
+
+    ``timeout`` (connect, seconds) and ``statement_timeout_ms`` bound the wait on a
+    hung server: the heartbeat beacon runs on the minion's event loop and must not
+    block it for long.
+    """
     info = {
         "role": "unknown", "running": False, "in_recovery": None, "timeline": None,
         "current_lsn": None, "received_lsn": None, "replayed_lsn": None,
@@ -48,7 +53,7 @@ def collect(cluster):
         "standbys": [], "slots": [], "version": None,
     }
     try:
-        conn = connection.connect(cluster, timeout=2)
+        conn = connection.connect(cluster, timeout=timeout, statement_timeout_ms=statement_timeout_ms)
     except HamnError as exc:
         if not postmaster.has_data(cluster):
             info.update(role="stopped", error="no data directory")
