@@ -47,7 +47,7 @@ def node(monkeypatch):
             raise state["info"]
         return dict(state["info"])
 
-    def held(address, interface, netns=None):
+    def held(address, interface):
         if isinstance(state["vip"], Exception):
             raise state["vip"]
         return state["vip"]

@@ -86,7 +86,7 @@ def build(cfg, me, master, netns=None, cluster=None, lease=None):
     peer_address = cfg["nodes"][config.peer_of(cfg, me)]["address"]
     # pyroute2's sync API runs its own asyncio loop and fails inside the minion's
     # running one: the netlink read gets a thread, overlapping the rest.
-    vip_read = _Background(vip.held, cfg["vip"]["address"], cfg["vip"]["interface"], netns=netns)
+    vip_read = _Background(_vip_held, cfg["vip"]["address"], cfg["vip"]["interface"], netns)
     info = part("postgres", pg_status.collect, cluster or pg_cluster.from_config(cfg),
                 timeout=PG_CONNECT_TIMEOUT, statement_timeout_ms=PG_STATEMENT_TIMEOUT_MS)
     if info is not None:
@@ -174,6 +174,12 @@ def _start_connect(host, port):
         sock.close()
         return None
     return sock
+
+
+def _vip_held(address, interface, netns):
+    # Entering the namespace ourselves: pyroute2's own netns= costs ~10 ms more a call.
+    with entered(netns):
+        return vip.held(address, interface)
 
 
 def master_endpoint(opts):
