@@ -50,25 +50,27 @@ def salt_factories_config(lab):
     return {"root_dir": str(root)}
 
 
+def master_overrides(lab):
+    return {
+        # Binds inside the witness namespace only: its loopback and the bridge.
+        "interface": "0.0.0.0",
+        "file_roots": {"base": [str(lab.spec.states_dir)]},
+        "pillar_roots": {"base": [str(lab.spec.lab_dir / "pillar")]},
+        # hamn.files_synced (salt transport): the primary cp.pushes, the ext_pillar hands out.
+        "file_recv": True,
+        "ext_pillar": [{"hamn_files": {}}],
+    }
+
+
 @pytest.fixture(scope="session")
 def salt_master(salt_factories, lab):
-    factory = salt_factories.salt_master_daemon(
-        "hamn-master",
-        overrides={
-            # Binds inside the witness namespace only: its loopback and the bridge.
-            "interface": "0.0.0.0",
-            "file_roots": {"base": [str(lab.spec.states_dir)]},
-            "pillar_roots": {"base": [str(lab.spec.lab_dir / "pillar")]},
-            # hamn.files_synced (salt transport): the primary cp.pushes, the ext_pillar hands out.
-            "file_recv": True,
-            "ext_pillar": [{"hamn_files": {}}],
-        },
-    )
+    factory = salt_factories.salt_master_daemon("hamn-master", overrides=master_overrides(lab))
     with factory.started(start_timeout=120):
         yield factory
 
 
-def _minion(salt_master, lab, node):
+def netns_minion(salt_master, lab, node, **overrides):
+    """The factory of ``node``'s minion in its namespace; ``overrides`` go into its config."""
     return salt_master.salt_minion_daemon(
         node,
         factory_class=NetnsSaltMinion,
@@ -80,13 +82,14 @@ def _minion(salt_master, lab, node):
                 "returner_address": {"host": WITNESS_ADDRESS},
                 "log": {"host": WITNESS_ADDRESS},
             },
+            **overrides,
         },
     )
 
 
 @pytest.fixture(scope="session")
 def minions(salt_master, lab):
-    factories = {node: _minion(salt_master, lab, node) for node in lab.spec.nodes}
+    factories = {node: netns_minion(salt_master, lab, node) for node in lab.spec.nodes}
     started = []
     try:
         for factory in factories.values():
