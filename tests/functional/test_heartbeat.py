@@ -4,6 +4,8 @@ role, what the standby says once the primary is gone, and what a run costs.
 The tests run in order; the last one stops the primary.
 """
 
+import os
+import signal
 import socket
 import statistics
 import threading
@@ -124,6 +126,23 @@ def test_run_time_on_a_healthy_pair(mn1, mn2, master):
           + ", ".join(f"{name} {med * 1000:.1f} / {top * 1000:.1f} ms" for name, (med, top) in timings.items()))
     for median, _ in timings.values():
         assert median < 0.05
+
+
+def test_a_hung_server_blocks_a_run_only_briefly(mn2, master):
+    """The beacon runs on the minion's event loop: a postmaster that accepts but never
+    answers must cost at most the connect timeout, and say so."""
+    pid = int(open(f"{mn2.cluster.data_dir}/postmaster.pid", encoding="ascii").readline())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        payload = beat(mn2, master)
+        took = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert (payload["role"], payload["pg_up"]) == ("unknown", False)
+    assert payload["error"].startswith("postgres: cannot connect to PostgreSQL")
+    assert took < heartbeat.PG_CONNECT_TIMEOUT + 1.0
+    assert beat(mn2, master)["pg_up"] is True  # answers again once resumed
 
 
 def test_standby_sees_the_primary_go(mn1, mn2, master):

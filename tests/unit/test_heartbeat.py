@@ -76,7 +76,7 @@ def test_primary(node):
     assert (payload["vip"], payload["reaches_peer_pg"], payload["reaches_master"]) == (True, True, True)
     assert (payload["maintenance"], payload["error"], payload["lease"]) == (False, None, None)
     # One bounded local session; the peer's PostgreSQL and the master's ret port probed together.
-    assert ("collect", {"timeout": 1, "statement_timeout_ms": 500}) in node["calls"]
+    assert ("collect", {"timeout": 2, "statement_timeout_ms": 500}) in node["calls"]
     assert ("probe", {"reaches_peer_pg": (PEER_MN1, 5432), "reaches_master": MASTER}, 0.3) in node["calls"]
 
 

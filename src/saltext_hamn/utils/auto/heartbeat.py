@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 VERSION = 1
 PROBE_TIMEOUT = 0.3  # a TCP connect on the LAN takes < 1 ms; a dead host never answers
-PG_CONNECT_TIMEOUT = 1  # seconds; the unix socket answers at once unless the server hangs
+PG_CONNECT_TIMEOUT = 2  # seconds, libpq's minimum; the unix socket answers at once unless the server hangs
 PG_STATEMENT_TIMEOUT_MS = 500
 ERROR_MAX = 300
 REDACTED = "**redacted**"
