@@ -144,6 +144,14 @@ def test_exceptions_become_one_error_line_with_what_could_be_read(node):
         assert part in payload["error"]
 
 
+def test_a_bug_in_the_builder_still_gives_a_heartbeat(node, monkeypatch):
+    monkeypatch.setattr(heartbeat, "lease_status", lambda *a, **k: None)
+    node["info"] = {"running": True}  # an answer without "role": postgres_fields fails
+    payload = heartbeat.run(support.pillar(postgres={"replication": {"password": PASSWORD}}), {"id": "mn1"})
+    assert set(payload) == KEYS and payload["role"] == "unknown" and payload["pg_up"] is None
+    assert payload["error"] == "heartbeat: KeyError: 'role'"
+
+
 def test_error_is_bounded(node):
     node["info"] = RuntimeError("x" * 5000)
     assert len(build()["error"]) == heartbeat.ERROR_MAX

@@ -60,10 +60,19 @@ def run(raw_pillar, opts, netns=None):
         cfg = config.load(raw_pillar)
         config.peer_of(cfg, node)  # refuses a minion that is not one of hamn:nodes
     except Exception as exc:  # pylint: disable=broad-except
-        payload = blank(node)
-        payload["error"] = one_line(f"config: {exc}")
-        return payload
-    return build(cfg, node, master_endpoint(opts), netns=netns)
+        return _failed(node, f"config: {exc}")
+    try:
+        return build(cfg, node, master_endpoint(opts), netns=netns)
+    except Exception as exc:  # pylint: disable=broad-except
+        # A bug here must not silence the node: the master would take it for dead.
+        log.warning("hamn heartbeat failed", exc_info=True)
+        return _failed(node, _redact(f"heartbeat: {type(exc).__name__}: {exc}", cfg))
+
+
+def _failed(node, error):
+    payload = blank(node)
+    payload["error"] = one_line(error)[:ERROR_MAX]
+    return payload
 
 
 def build(cfg, me, master, netns=None, cluster=None, lease=None):
