@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from saltext_hamn.utils.lease import supervise
 from tests.integration.conftest import master_overrides, netns_minion
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
@@ -40,6 +41,9 @@ def beacon_minions(beacon_master, lab):
     finally:
         for factory in started:
             factory.terminate()
+        # The beacon starts each node's lease watchdog, which outlives its minion on purpose.
+        for node in lab.spec.nodes:
+            supervise.stop(lab.node_cfg(node))
 
 
 def heartbeats(event_listener, master, since):
@@ -72,6 +76,8 @@ def test_heartbeats_arrive_every_second_with_each_nodes_role(beacon_master, beac
             assert data["error"] is None, data["error"]
             assert (data["pg_up"], data["reaches_peer_pg"], data["reaches_master"]) == (True, True, True)
             assert data["streaming"] is (role == "standby")
+            # The beacon keeps the node's watchdog running; no master arms it here.
+            assert data["lease"]["node"] == node and data["lease"]["enforcing"] is False
         seqs = [e.data["seq"] for e in events]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{node}: heartbeats missing: {seqs}"
         gaps = [b.data["at"] - a.data["at"] for a, b in zip(events, events[1:])]
