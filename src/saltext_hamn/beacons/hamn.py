@@ -15,8 +15,9 @@ Configure it on both nodes (minion config or pillar), with the interval equal to
       hamn:
         - interval: 1
 
-A beacon runs on the minion's event loop: a run takes a few ms when all is well
-and never raises (a problem becomes the payload's ``error``).
+A beacon runs on the minion's event loop: a run takes ~10 ms when all is well
+and never raises (a problem becomes the payload's ``error``). Salt counts the
+interval in units of the minion's ``loop_interval``: leave that at its default, 1.
 """
 
 try:
