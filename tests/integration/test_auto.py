@@ -73,7 +73,10 @@ def automation(lab):
 def wait_for(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except Exception:  # pylint: disable=broad-except
+            value = False  # e.g. PostgreSQL refusing connections while it restarts
         if value:
             return value
         if time.monotonic() > deadline:

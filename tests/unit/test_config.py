@@ -369,6 +369,7 @@ def test_postgres_service_not_in_pillar_example():
         ({"interval": 2, "lease": 3}, "hamn:heartbeat:lease", "at least 2 x heartbeat:interval + 0.5 = 4.5"),
         ({"lease": 3, "failover_delay": 3.5}, "hamn:heartbeat:failover_delay", "at least heartbeat:lease + 0.75"),
         ({"lease_port": 5432}, "hamn:heartbeat:lease_port", "a port other than postgres:port"),
+        ({"interval": 0.5}, "hamn:heartbeat:interval", "a whole number of seconds >= 1"),
     ],
 )
 def test_lease_timings_that_could_make_two_writers_are_refused(heartbeat, key, expected):

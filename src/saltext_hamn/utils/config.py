@@ -707,6 +707,10 @@ LEASE_MARGIN = 0.75
 def _derive_heartbeat(cfg):
     """The lease must end, and the old primary be fenced, before the failover delay does."""
     hb = cfg["heartbeat"]
+    # Salt runs a beacon at most once per loop_interval (1 s) and counts its interval in those.
+    if hb["interval"] < 1 or hb["interval"] != int(hb["interval"]):
+        _fail("hamn:heartbeat:interval", "a whole number of seconds >= 1 (Salt runs beacons once a second)",
+              hb["interval"])
     # Renewals come with the heartbeats: a lease shorter than two of them would
     # expire between two renewals on a healthy pair.
     if hb["lease"] < 2 * hb["interval"] + 0.5:

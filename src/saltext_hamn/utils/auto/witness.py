@@ -168,6 +168,7 @@ def handle(master, data):
     cfg = node_config(master, node)
     payload = {k: v for k, v in data.items() if not k.startswith("_") and k != "id"}
     view.note_heartbeat(master.dir, node, payload)
+    _remember_primary(master, cfg, view.load(master.dir))
     before = facts(master, cfg, view.load(master.dir))
     watchdogs = _renew_both(master, cfg, rule.enforce_lease(before))
     now_facts = facts(master, cfg, view.load(master.dir), watchdogs=watchdogs)
@@ -177,6 +178,17 @@ def handle(master, data):
     if decision.action == rule.NONE:
         return decision.as_dict()
     return _act(master, cfg, decision, now_facts)
+
+
+def _remember_primary(master, cfg, data):
+    """Keep the master's record of who is primary: once the primary's PostgreSQL dies,
+    its heartbeats say "stopped", and the rule must still know whom it lost."""
+    max_age = cfg["heartbeat"]["interval"] * cfg["heartbeat"]["misses"]
+    fresh = {n: (data["heartbeats"][n]["payload"] or {}).get("role") for n in data["heartbeats"]
+             if n in cfg["nodes"] and (view.heartbeat_age(data, n) or 0) <= max_age}
+    primaries = [n for n, role in fresh.items() if role == "primary"]
+    if len(primaries) == 1 and len(fresh) == 2:
+        runs.observed_primary(master.dir, primaries[0])
 
 
 def _reset_restarts(master, given):
