@@ -474,8 +474,9 @@ def pause(reason=""):
 @_guarded
 def resume():
     """
-    Arm the automation again after ``hamn.pause`` (or after an automatic action
-    failed and paused it). The cooldown after a failover still applies.
+    Arm the automation again after ``hamn.pause``, after an automatic action
+    failed and paused it, or during the cooldown after an automatic failover
+    (which it ends: run it once the pair is healthy again).
 
     CLI Example:
 

@@ -31,6 +31,7 @@ CONFIG_TTL = 30  # seconds a compiled pillar is reused by a long-lived (reactor)
 RENEW_TIMEOUT = 0.5
 _configs = {}
 _configs_lock = threading.Lock()
+_acting = threading.Lock()
 
 
 # --------------------------------------------------------------------------- config
@@ -171,13 +172,21 @@ def handle(master, data):
     _remember_primary(master, cfg, view.load(master.dir))
     before = facts(master, cfg, view.load(master.dir))
     watchdogs = _renew_both(master, cfg, rule.enforce_lease(before))
-    now_facts = facts(master, cfg, view.load(master.dir), watchdogs=watchdogs)
-    _reset_restarts(master, now_facts)
-    decision = rule.decide(now_facts)
-    _remember(master, decision)
-    if decision.action == rule.NONE:
-        return decision.as_dict()
-    return _act(master, cfg, decision, now_facts)
+    # One decision at a time in this process (the reactor runs heartbeats in parallel
+    # threads, which the per-process orchestration lock does not tell apart); a
+    # heartbeat arriving meanwhile has renewed the leases and stops here.
+    if not _acting.acquire(blocking=False):
+        return {"action": rule.NONE, "code": "busy", "reason": "another heartbeat is being decided or acted on"}
+    try:
+        now_facts = facts(master, cfg, view.load(master.dir), watchdogs=watchdogs)
+        _reset_restarts(master, now_facts)
+        decision = rule.decide(now_facts)
+        _remember(master, decision)
+        if decision.action == rule.NONE:
+            return decision.as_dict()
+        return _act(master, cfg, decision, now_facts)
+    finally:
+        _acting.release()
 
 
 def _remember_primary(master, cfg, data):
@@ -205,6 +214,7 @@ def _remember(master, decision):
         data["decision"] = {**decision.as_dict(), "at": time.time(),
                             "since": time.time() if last.get("code") != decision.code else last.get("since")}
     if last.get("code") != decision.code:
+        log.info("hamn automation: %s: %s", decision.code, decision.reason)
         master.fire(f"hamn/auto/{decision.code}", decision.as_dict())
 
 
@@ -237,8 +247,8 @@ def _restart(master, cfg, decision, token):
     started = time.monotonic()
     try:
         master.call_one(old, "hamn.start_db", kwargs={"timeout": 20}, timeout=30)
-        ok = _wait_open(cfg, old, 5)
-        error = None if ok else "PostgreSQL started but its port stays closed"
+        ok = _wait_open(cfg, old, 10)
+        error = None if ok else "hamn.start_db returned but the PostgreSQL port stays closed"
     except HamnError as exc:
         ok, error = False, one_line(exc)
     result = {**decision.as_dict(), "ok": ok, "seconds": round(time.monotonic() - started, 3)}
@@ -405,8 +415,11 @@ def pause(master, reason, by="admin"):
 def resume(master):
     with view.changing(master.dir) as data:
         was = data.get("paused")
+        if data.get("cooldown_until", 0) > time.time():
+            was = was or {"reason": "cooldown after the last automatic failover"}
         data["paused"] = None
         data["rejoin_failed"] = None
+        data["cooldown_until"] = 0.0  # the admin checked the pair: arm it now
     master.fire("hamn/auto/resumed", {"was": was})
     return was
 

@@ -8,9 +8,10 @@ is safe here: the server is about to lose its role, crash recovery replays the W
 
 import logging
 import os
+import signal
 import time
 
-from saltext_hamn.utils import fileops
+from saltext_hamn.utils import fileops, proc
 from saltext_hamn.utils.lease import ledger as lease_ledger
 from saltext_hamn.utils.net import vip
 from saltext_hamn.utils.pg import demote
@@ -39,7 +40,41 @@ def _standby_config(cluster, cfg, me):
     return demote.signal_path(cluster, major)
 
 
+def _postmaster_pid(cluster):
+    try:
+        with open(os.path.join(cluster.data_dir, "postmaster.pid"), encoding="utf-8") as handle:
+            return int(handle.readline().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _cluster_processes(cluster):
+    """Live processes working in this data directory: every PostgreSQL process chdirs there."""
+    target = os.path.realpath(cluster.data_dir)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/cwd") == target and proc.alive(int(entry)):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
 def _stop_immediate(cluster):
+    pid = _postmaster_pid(cluster)
+    if pid is not None and not proc.alive(pid):
+        # A killed postmaster (a zombie until reaped: pg_ctl would wait for it in vain).
+        # Its children notice its death at their next wait; don't leave them the chance.
+        leftovers = _cluster_processes(cluster)
+        for child in leftovers:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return f"postmaster {pid} was already dead; {len(leftovers)} leftover process(es) killed"
     result = cluster.run("pg_ctl", "stop", "-D", cluster.data_dir, "-m", "immediate", "-w",
                          "-t", str(STOP_TIMEOUT), check=False, timeout=STOP_TIMEOUT + 2)
     if result.returncode == 0:

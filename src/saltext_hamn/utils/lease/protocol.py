@@ -196,6 +196,7 @@ def serve(sock, key, node, senders, handle, clock, timeout=1.0):
         error = f"internal error: {type(exc).__name__}: {exc}"
         reply = answer(key, hello["nonce"], error=error)
     try:
+        line.deadline = time.monotonic() + timeout  # a fence may take longer than the request did
         line.send(reply)
     except OSError:
         pass  # the client gave up; what was done stays done

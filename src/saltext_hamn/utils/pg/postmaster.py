@@ -2,7 +2,9 @@
 
 import os
 import re
+import time
 
+from saltext_hamn.utils import proc
 from saltext_hamn.utils.errors import HamnError
 
 PG_CTL_RUNNING = 0
@@ -13,15 +15,41 @@ def has_data(cluster):
     return os.path.isfile(os.path.join(cluster.data_dir, "PG_VERSION"))
 
 
+def _lock_pid(cluster):
+    """The pid in postmaster.pid, or None."""
+    try:
+        with open(os.path.join(cluster.data_dir, "postmaster.pid"), encoding="utf-8") as handle:
+            return int(handle.readline().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def is_running(cluster):
     result = cluster.run("pg_ctl", "status", "-D", cluster.data_dir, check=False, timeout=30)
-    return result.returncode == PG_CTL_RUNNING
+    if result.returncode != PG_CTL_RUNNING:
+        return False
+    # pg_ctl asks kill(pid, 0), which a killed postmaster not yet reaped (a zombie) passes.
+    pid = _lock_pid(cluster)
+    return pid is None or proc.alive(pid)
+
+
+def _wait_reaped(cluster, timeout):
+    """A killed postmaster stays a zombie until its parent reaps it, and PostgreSQL refuses
+    to start while the pid in postmaster.pid exists at all: wait for it to go."""
+    pid = _lock_pid(cluster)
+    deadline = time.monotonic() + timeout
+    while pid is not None and os.path.exists(f"/proc/{pid}") and not proc.alive(pid):
+        if time.monotonic() > deadline:
+            raise HamnError(f"the killed postmaster (pid {pid}) is still a zombie after {timeout}s: "
+                            "its parent does not reap it")
+        time.sleep(0.02)
 
 
 def start(cluster, timeout=60):
     """Start the server and wait until it accepts connections (idempotent)."""
     if is_running(cluster):
         return False
+    _wait_reaped(cluster, timeout)
     cluster.run(
         "pg_ctl", "start", "-D", cluster.data_dir, "-w", "-t", str(timeout),
         "-l", cluster.server_log, timeout=timeout + 10,
