@@ -9,6 +9,7 @@ Each case runs HAMN_FAULT_TRIALS times (default 3; `make faults TRIALS=N`).
 
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -35,13 +36,31 @@ def lab(lab_spec):
         path = lab.spec.lab_dir / "pillar" / "hamn.sls"
         data = yaml.safe_load(path.read_text())
         data["hamn"]["heartbeat"] = {"cooldown": COOLDOWN}
+        # No fence command: the cut-off primary must fence itself through its lease
+        # (the lab's "power off" fence would kill it, proving nothing about the lease).
+        data["hamn"]["fence"]["cmd"] = None
         path.write_text(yaml.safe_dump(data))
         lab.up_salt()
         ok, steps = drill.orchestrate(lab.spec, "setup")
         assert ok, steps
         lab.xcat_database(lab.current_primary())
         wait_armed(lab)
-        yield lab
+        try:
+            yield lab
+        finally:
+            keep_logs(lab)
+
+
+def keep_logs(lab):
+    """HAMN_KEEP_LOGS=DIR: copy the daemons' and watchdogs' logs there before the teardown."""
+    target = os.environ.get("HAMN_KEEP_LOGS")
+    if not target:
+        return
+    for pattern in ("salt/*/var/log/salt/*", "*/lease/lease.log", "*/postgresql.log"):
+        for path in lab.spec.lab_dir.glob(pattern):
+            dest = os.path.join(target, str(path.relative_to(lab.spec.lab_dir)).replace("/", "_"))
+            os.makedirs(target, exist_ok=True)
+            shutil.copyfile(path, dest)
 
 
 @pytest.fixture
