@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv unit functional integration bench lab-down clean
+.PHONY: demo test deps venv unit functional integration faults bench lab-down clean
 
 demo: deps $(STAMP)  ## bring the lab up, show replication through the VIP, tear down
 	$(VENV)/bin/hamn-lab demo
@@ -22,6 +22,10 @@ functional: deps $(STAMP)
 
 integration: deps $(STAMP)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+TRIALS ?= 10
+faults: deps $(STAMP)  ## on demand: the automatic failover fault matrix, TRIALS times per case
+	HAMN_FAULT_TRIALS=$(TRIALS) $(PY) -m pytest tests/integration/test_auto.py -s $(PYTEST_ARGS)
 
 deps:
 	@scripts/install-system-deps

@@ -94,3 +94,23 @@ def test_concurrent_updates_do_not_lose_writes(tmp_path, boot):
     for thread in threads:
         thread.join()
     assert book.read()["renewals"] == {"master": 50, "mn2": 50, "x": 50}
+
+
+def test_a_second_watchdog_exits_or_waits_for_the_first(tmp_path):
+    import os
+    import threading
+
+    from saltext_hamn.utils.lease import daemon
+
+    first = daemon.take_pid_lock(str(tmp_path))
+    assert first is not None
+    assert daemon.take_pid_lock(str(tmp_path)) is None  # the beacon's ensure: one runs, exit
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(daemon.take_pid_lock(str(tmp_path), wait=True)))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and not got  # systemd's --wait instance: blocked while the first lives
+    os.close(first)
+    waiter.join(5)
+    assert got and got[0] is not None
+    os.close(got[0])

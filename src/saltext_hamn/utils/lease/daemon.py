@@ -26,11 +26,12 @@ LOGFILE = "lease.log"
 log = logging.getLogger("hamn-leased")
 
 
-def take_pid_lock(state_dir):
-    """The open pid file, exclusively locked; None when another instance holds it."""
+def take_pid_lock(state_dir, wait=False):
+    """The open pid file, exclusively locked; None when another instance holds it
+    (``wait``: block until it is gone instead)."""
     fd = os.open(os.path.join(state_dir, PIDFILE), os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         os.close(fd)
         return None
@@ -83,20 +84,27 @@ def run(node, cfg, netns=None, stop=None):
         log.info("hamn-leased %s stopped", node)
 
 
+def _load(path):
+    with open(path, encoding="utf-8") as handle:
+        loaded = json.load(handle)
+    return loaded["node"], loaded["cfg"]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="hamn-leased", description="hamn self-fencing lease watchdog")
     parser.add_argument("--config", required=True, help="JSON file {node, cfg} (mode 0600)")
     parser.add_argument("--netns", help="network namespace to run in (the lab)")
+    parser.add_argument("--wait", action="store_true",
+                        help="when another instance runs (one the beacon started), wait and take over when it "
+                             "ends instead of exiting (for systemd's Restart=always)")
     args = parser.parse_args(argv)
-    with open(args.config, encoding="utf-8") as handle:
-        loaded = json.load(handle)
-    node, cfg = loaded["node"], loaded["cfg"]
-    state_dir = cfg["heartbeat"]["state_dir"]
+    state_dir = _load(args.config)[1]["heartbeat"]["state_dir"]
     lease_ledger.ensure_dir(state_dir)
-    lock = take_pid_lock(state_dir)
+    lock = take_pid_lock(state_dir, wait=args.wait)
     if lock is None:
         print(f"hamn-leased: one already runs for {state_dir}", flush=True)
         return 0
+    node, cfg = _load(args.config)  # again: it may have changed while this one waited
     if args.netns:
         enter_netns(args.netns)
     setup_logging(state_dir)
