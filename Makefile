@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv unit functional integration faults bench lab-down clean
+.PHONY: demo test deps venv unit functional integration faults bench bench-auto lab-down clean
 
 demo: deps $(STAMP)  ## bring the lab up, show replication through the VIP, tear down
 	$(VENV)/bin/hamn-lab demo
@@ -40,6 +40,9 @@ $(STAMP): setup.py pyproject.toml
 
 bench: deps $(STAMP)  ## on demand, not in CI: switchover/failover outage, medians
 	$(PY) benchmarks/failover_times.py --runs 5
+
+bench-auto: deps $(STAMP)  ## on demand: automatic failover, kill -> first write, false failovers
+	$(PY) benchmarks/auto_failover.py --runs 5
 
 lab-down: $(STAMP)  ## remove a lab left by an interrupted run
 	$(VENV)/bin/hamn-lab down

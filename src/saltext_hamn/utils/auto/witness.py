@@ -299,7 +299,7 @@ def _failover(master, cfg, decision, given, token):
         return {**decision.as_dict(), "ok": False, "error": one_line(exc)}
     try:
         primary_lsn = given.nodes[old].said.get("lsn") if given.nodes[old].role == "primary" else None
-        step("takeover", lambda: _takeover(master, cfg, decision, primary_lsn))
+        step("takeover", lambda: _takeover(master, cfg, decision, primary_lsn, run))
         runs.promoted(master.dir, new, old, token, fenced=True)
         run["promoted"] = True
         runs.save(master.dir, run)
@@ -366,7 +366,7 @@ def _prove(master, cfg, decision, given, run):
     return comment
 
 
-def _takeover(master, cfg, decision, primary_lsn):
+def _takeover(master, cfg, decision, primary_lsn, run):
     # Disarm the new primary's lease first: its enforcement outlives the master's
     # renewals, and the cooldown that follows keeps it disarmed.
     if renew(master, cfg, decision.new, enforce=False) is None:
@@ -375,7 +375,11 @@ def _takeover(master, cfg, decision, primary_lsn):
     ret = master.call_one(decision.new, "hamn.takeover",
                           kwargs={"peer_fenced": decision.proof != rule.PROOF_LEASE, "primary_lsn": primary_lsn},
                           timeout=60)
-    return f"{decision.new} promoted, VIP up ({ret.get('seconds')} s)" if isinstance(ret, dict) else str(ret)
+    if isinstance(ret, dict):
+        run["takeover"] = {k: v for k, v in ret.items() if k.endswith("seconds") or k == "lease_waited"}
+        runs.save(master.dir, run)
+        return f"{decision.new} promoted, VIP up ({ret.get('seconds')} s)"
+    return str(ret)
 
 
 def _rejoin(master, cfg, decision, token):
