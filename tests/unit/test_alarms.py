@@ -46,3 +46,16 @@ def test_a_deposed_node_running_writable_again():
     assert found[0] == "split-brain"
     demote = alarms.alarms(obs(primary(timeline=2), primary(timeline=3, vip=False), record=record))[0]["action"]
     assert "hamn.demote mn1" in demote
+
+
+def test_automation_alarms_name_what_keeps_it_from_acting():
+    from saltext_hamn.utils.orch.alarms import automation_alarms
+
+    auto = {"state": "paused: automatic failover mn1 -> mn2 failed (by hamn)", "paused_by": "hamn",
+            "rejoin_failed": {"error": "pg_rewind failed"},
+            "nodes": {"mn1": {"heartbeat_age": 0.5, "lease_unreachable": True},
+                      "mn2": {"heartbeat_age": 40.0, "lease_unreachable": True}}}
+    codes = [a["code"] for a in automation_alarms(auto)]
+    assert codes == ["auto-paused", "auto-rejoin-failed", "lease-unreachable"]
+    assert "mn1" in automation_alarms(auto)[2]["message"]  # mn2 is silent: node-silent says it, not this
+    assert automation_alarms({"state": "paused: by admin (by admin)", "paused_by": "admin", "nodes": {}}) == []

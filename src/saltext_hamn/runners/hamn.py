@@ -301,9 +301,9 @@ def status(tgt=DEFAULT_TGT, raw=False):
         for node, result in master.call(answered, "hamn.services_status", timeout=master_side.STATUS_TIMEOUT).items():
             if isinstance(result, dict) and result.get("retcode") == 0:
                 obs.node(node).status["services"] = result["ret"]
-    found = orch_alarms.alarms(obs)
-    run_line = _run_line(master, obs)
     auto = witness.summary(master)
+    found = orch_alarms.alarms(obs) + orch_alarms.automation_alarms(auto)
+    run_line = _run_line(master, obs)
     if raw:
         return {"nodes": {n: v.status for n, v in obs.nodes.items()}, "alarms": found, "run": run_line,
                 "record": obs.record, "history": history.load(master.dir)[-5:], "automation": auto}
@@ -343,7 +343,8 @@ def check(tgt=DEFAULT_TGT):
     """
     master = _master()
     obs = master.observe(tgt)
-    found = [a for a in orch_alarms.alarms(obs) if a["code"] != "maintenance"]
+    found = [a for a in orch_alarms.alarms(obs) + orch_alarms.automation_alarms(witness.summary(master))
+             if a["code"] != "maintenance"]
     master.fire("hamn/check", {"ok": not found, "alarms": found})
     if found:
         raise HamnError("; ".join(f"{a['code']}: {a['message']} -> {a['action']}" for a in found))

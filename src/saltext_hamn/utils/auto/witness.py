@@ -412,7 +412,7 @@ def _rejoin(master, cfg, decision, token):
 
 def pause(master, reason, by="admin"):
     with view.changing(master.dir) as data:
-        data["paused"] = {"reason": f"{reason} (by {by})" if reason else f"by {by}", "at": time.time()}
+        data["paused"] = {"reason": f"{reason} (by {by})" if reason else f"by {by}", "by": by, "at": time.time()}
     master.fire("hamn/auto/paused", {"reason": reason, "by": by})
 
 
@@ -445,12 +445,14 @@ def summary(master):
         age = view.heartbeat_age(data, node)
         nodes[node] = {
             "heartbeat_age": None if age is None else round(age, 1),
+            "lease_unreachable": bool(renewal.get("error")),
             "lease": ("unreachable: " + renewal["error"]) if renewal.get("error") else
                      ("fenced" if status.get("fenced") else
                       (f"enforced, {status.get('lease_left'):.1f} s left"
                        if status.get("enforcing") and status.get("lease_left") is not None else
                        ("not enforced" if status else "unknown"))),
         }
-    return {"state": state, "decision": data.get("decision"), "nodes": nodes,
+    return {"state": state, "paused_by": (data.get("paused") or {}).get("by"), "decision": data.get("decision"),
+            "nodes": nodes,
             "rejoin_failed": data.get("rejoin_failed"), "last_failover": (data.get("failovers") or [None])[-1]}
 

@@ -58,3 +58,26 @@ def alarms(obs):
         add("maintenance", "maintenance is set: orchestrations and automatic rebuilds are off",
             "set hamn:maintenance: false when done")
     return found
+
+
+def automation_alarms(auto, fresh_within=3.0):
+    """Alarms about the automatic failover, from ``witness.summary``: what keeps it from acting."""
+    found = []
+    if not auto:
+        return found
+    if auto.get("paused_by") == "hamn":
+        found.append({"code": "auto-paused", "message": f"the automation paused itself: {auto['state']}",
+                      "action": "check salt-run hamn.status, fix what failed, then salt-run hamn.resume"})
+    if auto.get("rejoin_failed"):
+        found.append({"code": "auto-rejoin-failed",
+                      "message": f"the automatic rejoin failed: {auto['rejoin_failed'].get('error')}",
+                      "action": "salt-run state.orchestrate hamn.rejoin, then salt-run hamn.resume"})
+    for node, facts in sorted((auto.get("nodes") or {}).items()):
+        age = facts.get("heartbeat_age")
+        if facts.get("lease_unreachable") and age is not None and age <= fresh_within:
+            found.append({"code": "lease-unreachable",
+                          "message": f"{node}'s minion sends heartbeats but its lease watchdog does not answer: "
+                                     "its lease cannot fence it, so a cut-off primary is not failed over",
+                          "action": f"systemctl restart hamn-leased on {node} (the beacon restarts it within "
+                                    "a second while the minion lives)"})
+    return found
