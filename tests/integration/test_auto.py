@@ -343,3 +343,43 @@ def test_forged_heartbeats_do_not_fail_over(lab, sampler, trial):  # pylint: dis
     assert lab.current_primary() == primary
     assert len(auto_failovers(lab)) == before
     still_primary_throughout(lab, sampler, primary, since)
+
+
+# --------------------------------------------------------------------------- automatic rejoin
+
+
+def set_heartbeat(lab, **values):
+    path = lab.spec.lab_dir / "pillar" / "hamn.sls"
+    data = yaml.safe_load(path.read_text())
+    data["hamn"]["heartbeat"].update(values)
+    path.write_text(yaml.safe_dump(data))
+    proc.run(saltd.salt_cmd(lab.spec, "*", "saltutil.refresh_pillar", "wait=True", "-t", "20"), check=False,
+             timeout=60)
+    time.sleep(11)  # the master's compiled pillar lives 10 s in the reactor (witness.CONFIG_TTL)
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_a_failure_during_automatic_rejoin_leaves_the_primary_alone(lab, sampler, trial):  # pylint: disable=unused-argument
+    if trial == 0:
+        set_heartbeat(lab, auto_rejoin=True)
+    old = lab.current_primary()
+    new = other(old)
+    drill.kill_node_services(lab.spec, old)
+    drill.wait_primary(lab, new, timeout=30)
+    failing = lab.spec.node_dir(old) / "fail" / "systemctl"  # the rejoin's first step stops services there
+    failing.write_text("3")
+    try:
+        restart_minion(lab, old)
+        wait_for(lambda: any(a["code"] == "auto-rejoin-failed" for a in
+                             json.loads(salt_run(lab, "hamn.status", "raw=True", "--out=json").stdout)["alarms"]),
+                 60, "the automatic rejoin to fail and say so")
+        tries = len([e for e in history(lab) if e.get("name") == "auto-rejoin"])
+        time.sleep(4)  # four more heartbeats: not retried at every one
+        assert len([e for e in history(lab) if e.get("name") == "auto-rejoin"]) == tries
+        assert lab.current_primary() == new and in_recovery(lab, new) is False
+    finally:
+        failing.unlink()
+    rejoin(lab, old, new)  # by hand, as the alarm says; then resume
+    salt_run(lab, "hamn.resume")
+    result = salt_run(lab, "hamn.check")
+    assert result.returncode == 0, result.stdout

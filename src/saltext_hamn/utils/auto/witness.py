@@ -27,7 +27,7 @@ from saltext_hamn.utils.orch.master import one_line, probes, tcp_open
 
 log = logging.getLogger(__name__)
 
-CONFIG_TTL = 30  # seconds a compiled pillar is reused by a long-lived (reactor) process
+CONFIG_TTL = 10  # seconds a compiled pillar is reused by a long-lived (reactor) process
 RENEW_TIMEOUT = 0.5
 _configs = {}
 _configs_lock = threading.Lock()
