@@ -52,7 +52,7 @@ def wait_armed(lab, timeout=90):
     primary = lab.current_primary()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        auto = raw_status(lab).get("automation") or {}
+        auto = salt_run_json(lab, "hamn.automation")
         lease = str(((auto.get("nodes") or {}).get(primary) or {}).get("lease"))
         if auto.get("state") == "armed" and lease.startswith("enforced"):
             return

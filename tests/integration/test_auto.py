@@ -85,11 +85,11 @@ def salt_run(lab, *args, timeout=60):
 
 
 def automation(lab):
-    result = salt_run(lab, "hamn.status", "raw=True", "--out=json")
-    return json.loads(result.stdout).get("automation") or {}
+    result = salt_run(lab, "hamn.automation", "--out=json")
+    return json.loads(result.stdout)
 
 
-def wait_for(predicate, timeout, what):
+def wait_for(predicate, timeout, what, every=0.2):
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -100,7 +100,7 @@ def wait_for(predicate, timeout, what):
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(every)
 
 
 def wait_armed(lab, timeout=60):
@@ -115,7 +115,7 @@ def wait_armed(lab, timeout=60):
         lease = str((nodes.get(primary) or {}).get("lease"))
         return auto.get("state") == "armed" and fresh and lease.startswith("enforced")
 
-    wait_for(armed, timeout, "the automation to be armed")
+    wait_for(armed, timeout, "the automation to be armed", every=0.5)
 
 
 def in_recovery(lab, node):
@@ -274,7 +274,7 @@ def test_link_between_the_nodes_cut_changes_nothing(lab, sampler, trial):  # pyl
     blackhole(lab, primary, NODE_ADDRESSES[standby])
     blackhole(lab, standby, NODE_ADDRESSES[primary])
     try:
-        _no_failover_for(lab, sampler, 8)
+        _no_failover_for(lab, sampler, 6)
     finally:
         blackhole(lab, primary, NODE_ADDRESSES[standby], on=False)
         blackhole(lab, standby, NODE_ADDRESSES[primary], on=False)
@@ -287,7 +287,7 @@ def test_master_to_primary_cut_changes_nothing(lab, sampler, trial):  # pylint: 
     blackhole(lab, primary, WITNESS_ADDRESS)
     blackhole_witness(lab, NODE_ADDRESSES[primary])
     try:
-        _no_failover_for(lab, sampler, 8)
+        _no_failover_for(lab, sampler, 6)
     finally:
         blackhole(lab, primary, WITNESS_ADDRESS, on=False)
         blackhole_witness(lab, NODE_ADDRESSES[primary], on=False)
@@ -305,7 +305,7 @@ def test_master_stopped_changes_nothing_and_writes_continue(lab, sampler, trial)
         saltd.terminate([pid])
         stopped = time.monotonic()
         since = time.time()
-        time.sleep(8)
+        time.sleep(6)
         gap = writer.longest_gap(stopped, time.monotonic())
         still_primary_throughout(lab, sampler, primary, since)
     finally:
@@ -370,9 +370,8 @@ def test_a_failure_during_automatic_rejoin_leaves_the_primary_alone(lab, sampler
     failing.write_text("3")
     try:
         restart_minion(lab, old)
-        wait_for(lambda: any(a["code"] == "auto-rejoin-failed" for a in
-                             json.loads(salt_run(lab, "hamn.status", "raw=True", "--out=json").stdout)["alarms"]),
-                 60, "the automatic rejoin to fail and say so")
+        wait_for(lambda: any(a["code"] == "auto-rejoin-failed" for a in automation(lab)["alarms"]),
+                 60, "the automatic rejoin to fail and say so", every=0.5)
         tries = len([e for e in history(lab) if e.get("name") == "auto-rejoin"])
         time.sleep(4)  # four more heartbeats: not retried at every one
         assert len([e for e in history(lab) if e.get("name") == "auto-rejoin"]) == tries

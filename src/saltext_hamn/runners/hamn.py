@@ -488,3 +488,21 @@ def resume():
     master = _master()
     was = witness.resume(master)
     return "automation armed" + (f" (was paused: {was['reason']})" if was else " (it was not paused)")
+
+
+@_guarded
+def automation():
+    """
+    The automatic failover's state without asking the nodes (cheap, for
+    monitoring loops): armed / paused / cooldown, the last decision and why, each
+    node's heartbeat age and lease, the last automatic failover, and the
+    automation's alarms.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hamn.automation
+    """
+    auto = witness.summary(_master())
+    return {**auto, "alarms": orch_alarms.automation_alarms(auto)}

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_TTL = 10  # seconds a compiled pillar is reused by a long-lived (reactor) process
 RENEW_TIMEOUT = 0.5
+TAKEOVER_TIMEOUT = 20  # promotion + VIP take ~1 s; the lease wait at most failover_delay
 _configs = {}
 _configs_lock = threading.Lock()
 _acting = threading.Lock()
@@ -167,6 +168,11 @@ def handle(master, data):
         master.fire("hamn/auto/ignored", {"id": node, "claims": data.get("node"), "why": "sender mismatch"})
         return {"action": rule.NONE, "code": "ignored", "reason": f"heartbeat from {node} claims {data.get('node')}"}
     cfg = node_config(master, node)
+    sent = data.get("at")
+    max_age = cfg["heartbeat"]["interval"] * cfg["heartbeat"]["misses"]
+    if isinstance(sent, (int, float)) and time.time() - sent > max_age + cfg["preflight"]["max_clock_offset"]:
+        # Queued by a minion that was cut off: it tells how things were, not how they are.
+        return {"action": rule.NONE, "code": "stale", "reason": f"heartbeat from {node} sent {time.time() - sent:.0f} s ago"}
     payload = {k: v for k, v in data.items() if not k.startswith("_") and k != "id"}
     view.note_heartbeat(master.dir, node, payload)
     _remember_primary(master, cfg, view.load(master.dir))
@@ -372,14 +378,31 @@ def _takeover(master, cfg, decision, primary_lsn, run):
     if renew(master, cfg, decision.new, enforce=False) is None:
         raise HamnError(f"{decision.new}'s lease watchdog does not answer: not promoting a node that could "
                         "fence itself right after")
-    ret = master.call_one(decision.new, "hamn.takeover",
-                          kwargs={"peer_fenced": decision.proof != rule.PROOF_LEASE, "primary_lsn": primary_lsn},
-                          timeout=60)
+    try:
+        ret = master.call_one(decision.new, "hamn.takeover",
+                              kwargs={"peer_fenced": decision.proof != rule.PROOF_LEASE, "primary_lsn": primary_lsn},
+                              timeout=TAKEOVER_TIMEOUT + cfg["heartbeat"]["failover_delay"])
+    except HamnError as exc:
+        # A return lost on a busy master must not leave the run "failed" while the node did
+        # take over: ask its watchdog (authenticated) and the VIP port.
+        ret = _verify_takeover(master, cfg, decision.new)
+        if ret is None:
+            raise
+        log.warning("hamn automation: %s; %s verified as primary through its watchdog", one_line(exc), decision.new)
     if isinstance(ret, dict):
         run["takeover"] = {k: v for k, v in ret.items() if k.endswith("seconds") or k == "lease_waited"}
         runs.save(master.dir, run)
         return f"{decision.new} promoted, VIP up ({ret.get('seconds')} s)"
     return str(ret)
+
+
+def _verify_takeover(master, cfg, node):
+    """{"seconds": None, "verified": ...} when ``node`` runs as primary with the VIP up, else None."""
+    status = renew(master, cfg, node, enforce=False)
+    vip_open = tcp_open(cfg["vip"]["address"], cfg["postgres"]["port"], timeout=0.5)
+    if status and status.get("role") == "primary" and vip_open:
+        return {"seconds": None, "verified": "its watchdog says primary, the VIP answers"}
+    return None
 
 
 def _rejoin(master, cfg, decision, token):
