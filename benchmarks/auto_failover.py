@@ -77,7 +77,7 @@ def heal(lab, old):
 
 
 def failovers(lab):
-    return [e for e in raw_status(lab).get("history") or [] if e.get("name") == "auto-failover"]
+    return [e for e in salt_run_json(lab, "hamn.automation").get("history") or [] if e.get("name") == "auto-failover"]
 
 
 def med(values):

@@ -154,8 +154,8 @@ def rejoin(lab, old, new):
 
 
 def history(lab):
-    result = salt_run(lab, "hamn.status", "raw=True", "--out=json")
-    return json.loads(result.stdout).get("history") or []
+    """The automation's recent actions (auto-restart, auto-failover, auto-rejoin)."""
+    return automation(lab).get("history") or []
 
 
 def auto_failovers(lab):

@@ -495,8 +495,8 @@ def automation():
     """
     The automatic failover's state without asking the nodes (cheap, for
     monitoring loops): armed / paused / cooldown, the last decision and why, each
-    node's heartbeat age and lease, the last automatic failover, and the
-    automation's alarms.
+    node's heartbeat age and lease, the last automatic failover, the
+    automation's alarms and its last 20 actions (restarts, failovers, rejoins).
 
     CLI Example:
 
@@ -504,5 +504,7 @@ def automation():
 
         salt-run hamn.automation
     """
-    auto = witness.summary(_master())
-    return {**auto, "alarms": orch_alarms.automation_alarms(auto)}
+    master = _master()
+    auto = witness.summary(master)
+    recent = [e for e in history.load(master.dir) if str(e.get("name", "")).startswith("auto-")][-20:]
+    return {**auto, "alarms": orch_alarms.automation_alarms(auto), "history": recent}
