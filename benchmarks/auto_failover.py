@@ -44,10 +44,6 @@ def salt_run_json(lab, *args):
     return json.loads(result.stdout)
 
 
-def raw_status(lab):
-    return salt_run_json(lab, "hamn.status", "raw=True")
-
-
 def wait_armed(lab, timeout=90):
     primary = lab.current_primary()
     deadline = time.monotonic() + timeout
