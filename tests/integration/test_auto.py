@@ -73,6 +73,28 @@ def sampler(lab, request):
     assert not watching.violations, f"two writers or two VIP holders at some instant: {watching.violations[:3]}"
 
 
+@pytest.fixture(autouse=True)
+def healthy_pair(lab):
+    """After each case, whatever it left: links up, minions and master running, the pair
+    healthy and armed; so that one failing case does not fail the ones after it."""
+    yield
+    for node in lab.spec.nodes:
+        netns.ip("-n", lab.spec.witness_ns, "link", "set", lab.spec.veth(node), "up", check=False)
+        for address in (*NODE_ADDRESSES.values(), WITNESS_ADDRESS):
+            netns.ip("-n", lab.spec.node_ns(node), "route", "del", "blackhole", f"{address}/32", check=False)
+        netns.ip("-n", lab.spec.witness_ns, "route", "del", "blackhole", f"{NODE_ADDRESSES[node]}/32", check=False)
+        (lab.spec.node_dir(node) / "fail" / "systemctl").unlink(missing_ok=True)
+    saltd.start_master(lab.spec)
+    for node in lab.spec.nodes:
+        if saltd.start_minion(lab.spec, node):
+            saltd.wait_minion_ready(lab.spec, node)
+    if salt_run(lab, "hamn.check").returncode != 0:
+        for name in ("recover", "rejoin"):
+            drill.orchestrate(lab.spec, name)
+    salt_run(lab, "hamn.resume")
+    wait_armed(lab, timeout=120)
+
+
 # --------------------------------------------------------------------------- helpers
 
 
