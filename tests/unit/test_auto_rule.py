@@ -118,3 +118,19 @@ def test_a_stale_streaming_state_does_not_hide_a_lost_primary():
     """After a cut link the WAL receiver says "streaming" until wal_receiver_timeout."""
     given = facts(mn1=DEAD, mn2={"heartbeat": {**LOST_HB, "streaming": True}})
     assert rule.decide(given).code == "failover"
+
+
+@pytest.mark.parametrize(
+    "mode, loss_free, code",
+    [
+        ("sync", True, "failover"),  # every acknowledged commit is on the standby: lag does not matter
+        ("sync", False, "not-loss-free"),  # the primary let writes through without the standby
+        ("sync", None, "not-loss-free"),  # never told: no proof
+        ("sync_strict", True, "failover"),
+        ("async", None, "lag"),  # async keeps its lag limit
+    ],
+)
+def test_replication_mode_decides_whether_a_lagging_standby_may_take_over(mode, loss_free, code):
+    lagging = {**LOST_HB, "lsn": "0/1000000", "replayed": "0/1000000"}
+    given = facts(mn1=DEAD, mn2={"heartbeat": lagging}, lag_limit_bytes=1024, mode=mode, loss_free=loss_free)
+    assert rule.decide(given).code == code

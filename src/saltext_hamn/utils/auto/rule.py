@@ -13,7 +13,8 @@ Fail over only when
   returned 0, or its enforced lease has surely run out,
 - and nothing forbids it: automation on, not paused, no maintenance, no
   orchestration running, not in cooldown, the standby a fresh, running,
-  not deposed standby within the lag limit.
+  not deposed standby within the lag limit (in ``sync`` / ``sync_strict``
+  mode: the pair loss-free, as the old primary's watchdog last reported).
 A primary whose minion answers and whose PostgreSQL alone died is restarted in
 place first (``restart_tries`` times).
 
@@ -84,6 +85,8 @@ class Facts:
     busy: str | None = None  # an orchestration holds the lock, or a run is unfinished
     fence_cmd: bool = False
     rejoin_failed: str | None = None  # the last automatic rejoin failed: wait for the admin
+    mode: str = "async"  # postgres:replication:mode
+    loss_free: bool | None = None  # sync modes: the primary's watchdog last said every acked commit is on the standby
     notes: list = field(default_factory=list)
 
     @property
@@ -188,7 +191,15 @@ def decide(facts):
     if facts.cooldown_left > 0:
         return _none("cooldown", f"{old.name} lost, but the last automatic failover was recent "
                      f"({facts.cooldown_left:.0f} s of cooldown left)", old=old.name, new=new.name)
-    lag = _lag(old, new)
+    if facts.mode in ("sync", "sync_strict"):
+        if not facts.loss_free:
+            return _none("not-loss-free", f"{old.name} lost, but in {facts.mode} mode the pair was not loss-free "
+                         f"({new.name} had missed writes the primary let through, or it is unknown): no automatic "
+                         "failover; salt-run state.orchestrate hamn.failover pillar='{\"force\": true}' accepts "
+                         "the loss", old=old.name, new=new.name)
+        lag = 0  # every acknowledged commit is on the standby: nothing to lose
+    else:
+        lag = _lag(old, new)
     if lag is None or (facts.lag_limit_bytes is not None and lag > facts.lag_limit_bytes):
         shown = "unknown" if lag is None else f"{lag} bytes"
         return _none("lag", f"{old.name} lost, but {new.name}'s lag is {shown} (limit {facts.lag_limit_bytes}): "
