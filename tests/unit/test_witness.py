@@ -140,3 +140,19 @@ def test_paused_and_resumed(world):
     assert witness.summary(master)["state"].startswith("paused: firmware")
     assert witness.resume(master)["reason"].startswith("firmware")
     assert witness.summary(master)["state"] == "armed"
+
+
+def test_the_master_records_not_loss_free_before_it_consents_to_async(tmp_path):
+    directory = str(tmp_path)
+    assert not view.consents_to_async(view.load(directory), "mn1")
+    view.note_renewal_result(directory, "mn1", {"enforcing": True, "sync": {"loss_free": True, "wants_async": False}})
+    assert view.loss_free(view.load(directory), "mn1") is True
+    assert not view.consents_to_async(view.load(directory), "mn1")
+    # The standby is gone: the primary asks; the master writes "not loss-free" first...
+    view.note_renewal_result(directory, "mn1", {"enforcing": True, "sync": {"loss_free": True, "wants_async": True}})
+    data = view.load(directory)
+    assert view.loss_free(data, "mn1") is False
+    # ...and only then consents, in its next renewal.
+    assert view.consents_to_async(data, "mn1")
+    view.note_renewal_result(directory, "mn1", {"enforcing": True, "sync": {"loss_free": True, "wants_async": False}})
+    assert view.loss_free(view.load(directory), "mn1") is True and not view.consents_to_async(view.load(directory), "mn1")

@@ -35,7 +35,7 @@ def _path(directory):
 
 
 def _empty():
-    return {"boot": boot_id(), "heartbeats": {}, "renewals": {}, "restarts": {}, "paused": None,
+    return {"boot": boot_id(), "heartbeats": {}, "renewals": {}, "restarts": {}, "paused": None, "loss_free": {},
             "cooldown_until": 0.0, "decision": None, "rejoin_failed": None, "failovers": []}
 
 
@@ -94,6 +94,27 @@ def note_renewal_result(directory, node, status, error=None):
         entry.update(at=time.time(), status=status, error=error)
         if status is not None:
             entry["enforcing"] = bool(status.get("enforcing"))
+            sync = status.get("sync") if isinstance(status.get("sync"), dict) else None
+            if sync is not None:
+                # "Not loss-free" is written here, before the master's next renewal may
+                # consent to letting writes through without the standby.
+                if sync.get("wants_async") or sync.get("loss_free") is False:
+                    data["loss_free"][node] = {"value": False, "at": time.time(),
+                                               "wants_async": bool(sync.get("wants_async"))}
+                elif sync.get("loss_free"):
+                    data["loss_free"][node] = {"value": True, "at": time.time(), "wants_async": False}
+
+
+def consents_to_async(data, node):
+    """The master lets ``node`` (a primary in sync mode) write without its standby only
+    once it has recorded the pair as not loss-free."""
+    entry = data["loss_free"].get(node) or {}
+    return entry.get("value") is False and bool(entry.get("wants_async"))
+
+
+def loss_free(data, node):
+    """What the master last recorded about ``node`` as primary: True, False, None (never told)."""
+    return (data["loss_free"].get(node) or {}).get("value")
 
 
 def heartbeat_age(data, node):

@@ -74,9 +74,12 @@ def renew(master, cfg, node, enforce):
 
     hb = cfg["heartbeat"]
     address = cfg["nodes"][node]["address"]
+    args = {"enforce": bool(enforce)}
+    if view.consents_to_async(view.load(master.dir), node):
+        args["allow_async"] = True
     try:
-        status = protocol.exchange(address, hb["lease_port"], hb["lease_key"], "renew", "master",
-                                   {"enforce": bool(enforce)}, timeout=RENEW_TIMEOUT,
+        status = protocol.exchange(address, hb["lease_port"], hb["lease_key"], "renew", "master", args,
+                                   timeout=RENEW_TIMEOUT,
                                    on_challenge=lambda _challenge: view.note_renewal_attempt(master.dir, node))
     except HamnError as exc:
         view.note_renewal_result(master.dir, node, None, one_line(exc))
@@ -122,14 +125,17 @@ def facts(master, cfg, data, watchdogs=None, pg_open=None):
             restarts=int((data["restarts"].get(node) or {}).get("tries", 0)),
         )
     cooldown = max(0.0, float(data.get("cooldown_until") or 0) - time.time())
+    primary = _primary(per_node, record, hb)
     return rule.Facts(
-        nodes=per_node, primary=_primary(per_node, record, hb), interval=hb["interval"], misses=hb["misses"],
+        nodes=per_node, primary=primary, interval=hb["interval"], misses=hb["misses"],
         failover_delay=hb["failover_delay"], lag_limit_bytes=cfg["lag_limit"]["bytes"],
         restart_tries=hb["restart_tries"], auto_failover=hb["auto_failover"], auto_rejoin=hb["auto_rejoin"],
         maintenance=bool(cfg["maintenance"]) or any(n.said.get("maintenance") for n in per_node.values()),
         paused=(data.get("paused") or {}).get("reason"), cooldown_left=cooldown, busy=busy(master),
         fence_cmd=bool(cfg["fence"]["cmd"]),
         rejoin_failed=(data.get("rejoin_failed") or {}).get("error"),
+        mode=cfg["postgres"]["replication"]["mode"],
+        loss_free=view.loss_free(data, primary) if primary else None,
     )
 
 
