@@ -110,6 +110,7 @@ def test_defaults_filled():
         "user": "replicator",
         "password": SECRET,
         "mode": "async",
+        "sync_fallback": 2.0,
         "auth_method": "scram-sha-256",
         "slots": {"mn1": "hamn_mn1", "mn2": "hamn_mn2"},
     }
@@ -219,7 +220,9 @@ def test_sizes_and_derived_slots():
         ("lag_limit:bytes", "16 megs", "hamn:lag_limit:bytes", "got '16 megs'"),
         ("postgres:wal:keep_size", "1gb", "hamn:postgres:wal:keep_size", "units B, kB, MB, GB, TB"),
         ("postgres:replication:mode", "synchronous", "hamn:postgres:replication:mode",
-         "expected one of: async, sync, got 'synchronous'"),
+         "expected one of: async, sync, sync_strict, got 'synchronous'"),
+        ("postgres:replication:sync_fallback", 0, "hamn:postgres:replication:sync_fallback",
+         "a number of seconds"),
         ("postgres:replication:password", _DELETE, "hamn:postgres:replication:password",
          "required; expected a non-empty string"),
         ("postgres:replication:slots", {"mn9": "x"}, "hamn:postgres:replication:slots:mn9",

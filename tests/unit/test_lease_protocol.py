@@ -100,6 +100,8 @@ def test_on_challenge_raising_sends_nothing(server):
     ("renew", "mn3", {}, "unknown sender 'mn3'"),
     ("renew", "master", {}, "a renew from the master needs args.enforce true or false"),
     ("renew", "mn2", {"enforce": True}, "only the master sets enforce"),
+    ("renew", "mn2", {"allow_async": True}, "only the master allows async"),
+    ("renew", "master", {"enforce": True, "allow_async": "yes"}, "args.allow_async must be true or false"),
 ])
 def test_refusals_are_one_line_and_change_nothing(server, op, sender, args, error):
     with pytest.raises(HamnError) as info:

@@ -44,6 +44,8 @@ def test_replication_settings_sync_names_both_nodes_and_old_versions():
     s = conf.replication_settings(cfg(replication={"password": "x" * 9, "mode": "sync"}), CLUSTER, 12)
     assert s["synchronous_standby_names"] == 'ANY 1 ("mn1", "mn2")'
     assert s["wal_keep_segments"] == 64 and "wal_keep_size" not in s
+    strict = conf.replication_settings(cfg(replication={"password": "x" * 9, "mode": "sync_strict"}), CLUSTER, 15)
+    assert strict["synchronous_standby_names"] == 'ANY 1 ("mn1", "mn2")'
 
 
 def test_hba_is_per_address_scram_and_never_trust():

@@ -480,7 +480,9 @@ def lease_status():
     """
     The lease watchdog's last status: role, enforcing, lease_left, renewal ages,
     fenced, hold_peer, peer_renewing, pid, and ``age`` (seconds since written;
-    more than a second or two means the watchdog is not running).
+    more than a second or two means the watchdog is not running). On a primary,
+    ``sync`` shows the replication mode's state (docs/replication-modes.md):
+    standby_names, sync_standby_streaming, wants_async, loss_free.
 
     CLI Example:
 

@@ -58,6 +58,9 @@ DEFAULTS = {
         "replication": {
             "user": "replicator",
             "mode": "async",
+            # sync only: seconds without a synchronous standby before the primary's
+            # watchdog asks the master to let writes through (docs/replication-modes.md).
+            "sync_fallback": 2.0,
             "auth_method": "scram-sha-256",
             "slots": {},  # derived per node: hamn_<minion id>
         },
@@ -459,6 +462,11 @@ def _expected(spec):
 
 # --------------------------------------------------------------------------- schema
 
+# async: commits never wait; sync: they wait for the standby, which the master may waive
+# (never silently) when it is gone; sync_strict: they always wait (utils/lease/sync.py).
+REPLICATION_MODES = ("async", "sync", "sync_strict")
+SYNC_MODES = ("sync", "sync_strict")
+
 _NAME = r"[a-z_][a-z0-9_]{0,62}"  # PostgreSQL role/database/slot name that needs no quoting
 _PG_NAME = Str(pattern=_NAME, what="a PostgreSQL name (lowercase letters, digits, _; max 63)")
 _UNIX_USER = Str(pattern=r"[a-z_][a-z0-9_.-]{0,31}", what="a Unix user name")
@@ -513,7 +521,8 @@ SCHEMA = {
         "replication": {
             "user": _PG_NAME,
             "password": Secret(),
-            "mode": Str(choices=("async", "sync")),
+            "mode": Str(choices=REPLICATION_MODES),
+            "sync_fallback": _SECONDS,
             "auth_method": Str(
                 choices=("scram-sha-256",),
                 what="scram-sha-256 (required: trust, password and md5 are not accepted)",

@@ -43,6 +43,10 @@ def empty(boot):
         "fenced": False,
         "fenced_at": None,
         "fence_reason": None,
+        # Replication modes (utils/lease/sync.py): the master allowed async; every commit
+        # this primary acknowledged is on the standby.
+        "sync_released": False,
+        "sync_loss_free": False,
     }
 
 

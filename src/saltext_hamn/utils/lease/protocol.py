@@ -159,6 +159,10 @@ def check_request(key, request, nonce, senders):
             raise Refused("a renew from the master needs args.enforce true or false")
         if sender != MASTER and "enforce" in args:
             raise Refused("only the master sets enforce")
+        if sender != MASTER and "allow_async" in args:
+            raise Refused("only the master allows async")
+        if "allow_async" in args and not isinstance(args["allow_async"], bool):
+            raise Refused("args.allow_async must be true or false")
     return op, sender, args
 
 

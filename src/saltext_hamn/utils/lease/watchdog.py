@@ -19,6 +19,7 @@ from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.lease import fence as lease_fence
 from saltext_hamn.utils.lease import ledger as lease_ledger
 from saltext_hamn.utils.lease import protocol
+from saltext_hamn.utils.lease import sync as lease_sync
 from saltext_hamn.utils.pg.cluster import from_config
 
 log = logging.getLogger("hamn-leased")
@@ -70,6 +71,11 @@ class Watchdog:
         self.renew_every = hb["lease"] / 3
         self.tick_period = min(0.2, hb["lease"] / 10)
         self.state_dir = hb["state_dir"]
+        replication = cfg["postgres"]["replication"]
+        self.mode = replication["mode"]
+        self.sync_fallback = replication.get("sync_fallback", 2.0)
+        self.sync_decision = None  # the last tick's lease_sync.Decision
+        self.sync_lost_since = None
         self.status_path = os.path.join(self.state_dir, STATUS)
         self.clock, self.exchange, self.wall = clock, exchange, wall or time.time
         self.ledger = lease_ledger.Ledger(self.state_dir, read_boot_id)
@@ -117,10 +123,46 @@ class Watchdog:
                 data.update(fenced=False, fenced_at=None, fence_reason=None)
             log.info("fence cleared: running as primary under a valid or unenforced lease")
 
+        self._keep_sync(observed, now)
         self._maybe_renew_peer(observed, led, now)
         status = self.status(observed)
         write_json_atomic(self.status_path, status)
         return status
+
+    # ---- synchronous_standby_names ------------------------------------------------------
+    def _keep_sync(self, observed, now):
+        """Decide the replication mode's setting; the observer applies it on its own thread.
+
+        Decided under the ledger's lock, as the master's consent is: the two are ordered,
+        and "not loss-free" is on disk before the names are released.
+        """
+        with self.ledger.update() as data:  # written back only when something changed
+            decision = lease_sync.decide(self.mode, self.sync_fallback, self.peer, observed, data,
+                                         self.sync_lost_since, now)
+            data.update(decision.book)
+            self.sync_decision = decision
+        self.sync_lost_since = decision.lost_since
+        if decision.want is not None and hasattr(self.observer, "want_standby_names"):
+            self.observer.want_standby_names = decision.want
+        if decision.names is not None:
+            self._note("sync", (decision.wants_async, decision.streaming, decision.want),
+                       f"{self.mode}: synchronous standby {'streaming' if decision.streaming else 'missing'}"
+                       f"{', asking the master to allow async' if decision.wants_async else ''}"
+                       f", standby names {decision.want!r}")
+
+    def _allow_async(self):
+        """The master's consent (a renew with allow_async): noted in the ledger, applied by the next tick."""
+        with self.ledger.update() as data:
+            applies = lease_sync.consent_applies(self.mode, self.sync_decision)
+            if applies and not data["sync_released"]:
+                data.update(sync_released=True, sync_loss_free=False)
+                log.warning("the master allows async: synchronous standby released, the pair is NOT loss-free")
+        if not applies:
+            self._note("consent", ("ignored", self.mode),
+                       f"allow_async from the master ignored (mode {self.mode}, "
+                       f"{'not a sync mode that may fall back' if self.mode != lease_sync.SYNC else 'not asking for async'})")
+        else:
+            self._note("consent", ("applied",), "allow_async from the master applied")
 
     # ---- fencing -------------------------------------------------------------------------
     def fence(self, reason):
@@ -190,6 +232,8 @@ class Watchdog:
                 if sender == protocol.MASTER and data["enforcing"] != args["enforce"]:
                     data["enforcing"] = args["enforce"]
                     log.info("lease %s by the master", "armed" if args["enforce"] else "disarmed")
+            if sender == protocol.MASTER and args.get("allow_async") is True:
+                self._allow_async()
         elif op == "fence":
             self.last_fence_try = self.clock()
             self.fence("fence requested by the master")
@@ -220,6 +264,7 @@ class Watchdog:
             "peer_renewing": self.peer_renewing,
             "last_peer_renew_age": None if sent is None else round(now - sent, 3),
             "peer_error": self.peer_error,
+            "sync": lease_sync.view(self.mode, self.sync_decision, led),
             "pid": os.getpid(),
             "updated": round(self.wall(), 3),
         }

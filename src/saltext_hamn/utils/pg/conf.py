@@ -64,7 +64,7 @@ def replication_settings(cfg, cluster, major):
     pg = cfg["postgres"]
     wal = pg["wal"]
     names = sorted(cfg["nodes"])
-    sync = pg["replication"]["mode"] == "sync"
+    sync = pg["replication"]["mode"] in ("sync", "sync_strict")
     keep_mb = wal["keep_size"] // (1024 * 1024)
     # wal_keep_size replaced wal_keep_segments (16MB each) in PostgreSQL 13.
     keep = {"wal_keep_size": f"{keep_mb}MB"} if major >= 13 else {"wal_keep_segments": max(1, keep_mb // 16)}
@@ -85,6 +85,8 @@ def replication_settings(cfg, cluster, major):
         "wal_receiver_timeout": "15s",
         # Each node's application_name is its minion id; a node never streams from
         # itself, so "ANY 1 (both)" always means "the peer" whatever the roles are.
+        # Only the value a server starts with: the primary's watchdog sets its own with
+        # ALTER SYSTEM (postgresql.auto.conf wins; utils/lease/sync.py).
         "synchronous_standby_names": ("ANY 1 (" + ", ".join(f'"{n}"' for n in names) + ")")
         if sync
         else "",

@@ -4,6 +4,7 @@ import time
 
 from saltext_hamn.utils import config, fileops
 from saltext_hamn.utils.errors import HamnError
+from saltext_hamn.utils.lease import sync as lease_sync
 from saltext_hamn.utils.pg import conf, connection, lsn, postmaster, replication, status
 
 
@@ -43,6 +44,24 @@ def check_lag(cfg, info, primary_lsn=None, force=False):
     return {"lag_bytes": lag_bytes, "lag_seconds": lag_seconds, "forced": bool(too_far and force)}
 
 
+def set_standby_names(cluster, names, wait=2.0):
+    """ALTER SYSTEM synchronous_standby_names (when different) and reload; wait until a new
+    session sees it. Returns the value before. Works on a standby too (it writes no WAL)."""
+    with connection.session(cluster) as conn:
+        before = connection.scalar(conn, "SELECT current_setting('synchronous_standby_names')")
+        if before == names:
+            return before
+        connection.query(conn, "ALTER SYSTEM SET synchronous_standby_names = %s", (names,))
+        connection.query(conn, "SELECT pg_reload_conf()")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        with connection.session(cluster) as conn:
+            if connection.scalar(conn, "SELECT current_setting('synchronous_standby_names')") == names:
+                break
+        time.sleep(0.02)
+    return before
+
+
 def promote(cluster, cfg, me, *, force=False, primary_lsn=None, timeout=60):
     started = time.monotonic()
     info = status.collect(cluster)
@@ -53,6 +72,10 @@ def promote(cluster, cfg, me, *, force=False, primary_lsn=None, timeout=60):
         raise HamnError("PostgreSQL is not running here; start it (hamn.start_db) before promoting")
     lag = check_lag(cfg, info, primary_lsn, force)
     peer_slot = config.slot_name(cfg, config.peer_of(cfg, me))
+    # Name the old primary as the synchronous standby before this node can acknowledge
+    # anything (sync modes), or run without one (async); the watchdog keeps it so after.
+    mode = cfg["postgres"]["replication"]["mode"]
+    set_standby_names(cluster, lease_sync.standby_names(mode, config.peer_of(cfg, me)))
     with connection.session(cluster) as conn:
         old_tli = connection.scalar(conn, "SELECT timeline_id FROM pg_control_checkpoint()")
         if not connection.scalar(conn, "SELECT pg_promote(true, %s)", (int(timeout),)):
