@@ -157,8 +157,13 @@ def standby_signal(lab, node):
 
 
 def start_by_hand(lab, node):
-    """What systemd or an admin does at boot: pg_ctl start, nothing else."""
+    """What systemd or an admin does at boot: pg_ctl start, nothing else (once the killed
+    postmaster is reaped, as it would be after a reboot: PostgreSQL refuses to start
+    while the pid in postmaster.pid exists, even as a zombie)."""
+    from saltext_hamn.utils.pg import postmaster  # pylint: disable=import-outside-toplevel
+
     cluster = lab.cluster(node)
+    postmaster._wait_reaped(cluster, 30)  # pylint: disable=protected-access
     cluster.run("pg_ctl", "start", "-D", cluster.data_dir, "-w", "-l", cluster.server_log, timeout=70)
 
 
@@ -330,7 +335,7 @@ def test_master_to_primary_cut_changes_nothing(lab, sampler, trial):  # pylint: 
 @pytest.mark.parametrize("trial", TRIALS)
 def test_master_stopped_changes_nothing_and_writes_continue(lab, sampler, trial):  # pylint: disable=unused-argument
     primary = lab.current_primary()
-    writer = VipWriter(lab)
+    writer = VipWriter(lab, table=f"auto_writer_{trial}_{int(time.time())}")  # its ids start at 1 again
     writer.start()
     try:
         time.sleep(1)
