@@ -165,6 +165,7 @@ def test_a_master_renewals_keep_an_enforced_lease(mn1, mn2, watchdogs):
 
 
 def test_g_hold_peer_stops_the_standbys_renewals(mn1, mn2, watchdogs):
+    Master(mn1).renew(enforce=False)  # disarmed: the hold below lets mn1's lease run out
     assert wait_for(lambda: (supervise.read_status(mn2.cfg) or {}).get("peer_renewing"), 5)
     first = ledger.hold_peer(mn2.state_dir)
     try:
