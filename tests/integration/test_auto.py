@@ -8,6 +8,7 @@ Each case runs HAMN_FAULT_TRIALS times (default 3; `make faults TRIALS=N`).
 """
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -393,7 +394,7 @@ def set_heartbeat(lab, **values):
     path.write_text(yaml.safe_dump(data))
     proc.run(saltd.salt_cmd(lab.spec, "*", "saltutil.refresh_pillar", "wait=True", "-t", "20"), check=False,
              timeout=60)
-    time.sleep(11)  # the master's compiled pillar lives 10 s in the reactor (witness.CONFIG_TTL)
+    time.sleep(6)  # the master's compiled pillar lives 5 s in the reactor (witness.CONFIG_TTL)
 
 
 @pytest.mark.parametrize("trial", TRIALS)
@@ -420,3 +421,91 @@ def test_a_failure_during_automatic_rejoin_leaves_the_primary_alone(lab, sampler
     salt_run(lab, "hamn.resume")
     result = salt_run(lab, "hamn.check")
     assert result.returncode == 0, result.stdout
+
+
+# --------------------------------------------------------------------------- replication modes
+
+
+def set_mode(lab, mode):
+    """Switch postgres:replication:mode (the watchdogs pick it up through the beacon's ensure)."""
+    path = lab.spec.lab_dir / "pillar" / "hamn.sls"
+    data = yaml.safe_load(path.read_text())
+    if data["hamn"]["postgres"]["replication"].get("mode") == mode:
+        return
+    data["hamn"]["postgres"]["replication"]["mode"] = mode
+    data["hamn"]["heartbeat"]["auto_rejoin"] = False
+    path.write_text(yaml.safe_dump(data))
+    proc.run(saltd.salt_cmd(lab.spec, "*", "saltutil.refresh_pillar", "wait=True", "-t", "20"), check=False,
+             timeout=60)
+    time.sleep(6)  # the master's compiled pillar lives 5 s in the reactor (witness.CONFIG_TTL)
+
+
+def loss_free(lab, node):
+    return ((automation(lab).get("nodes") or {}).get(node) or {}).get("loss_free")
+
+
+def start_db(lab, node):
+    result = proc.run(saltd.salt_cmd(lab.spec, node, "hamn.start_db", "--out=json", "-t", "60"), check=False,
+                      timeout=90)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_standby_killed_in_sync_mode_writes_go_on_and_automation_is_blocked(lab, sampler, trial):  # pylint: disable=unused-argument
+    set_mode(lab, "sync")
+    primary = lab.current_primary()
+    standby = other(primary)
+    wait_for(lambda: loss_free(lab, primary) is True, 60, f"{primary} loss-free in sync mode", every=0.5)
+    writer = VipWriter(lab, table=f"sync_writer_{trial}_{int(time.time())}")
+    writer.start()
+    try:
+        time.sleep(1)
+        drill.kill_node_services(lab.spec, standby, names=("postgres",))
+        killed = time.monotonic()
+        wait_for(lambda: loss_free(lab, primary) is False, 20, "the pair marked not loss-free", every=0.5)
+        time.sleep(2)
+        now = time.monotonic()
+        gap = writer.longest_gap(killed, now)
+        print(f"[auto] sync, standby killed: writes waited {gap:.2f} s, then went on")
+        assert writer.first_ack_after(killed + gap) < now, "writes did not go on without the standby"
+        # Automation is blocked: were the primary to die now, its loss would not be proven zero.
+        assert automation(lab)["nodes"][primary]["loss_free"] is False
+        start_db(lab, standby)
+        wait_for(lambda: loss_free(lab, primary) is True, 60, "loss-free again once the standby caught up",
+                 every=0.5)
+    finally:
+        writer.finish()
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_standby_killed_in_sync_strict_mode_writes_wait_and_nothing_acknowledged_is_lost(lab, sampler, trial):  # pylint: disable=unused-argument
+    set_mode(lab, "sync_strict")
+    old = lab.current_primary()
+    new = other(old)
+    wait_for(lambda: loss_free(lab, old) is True, 60, f"{old} loss-free in sync_strict mode", every=0.5)
+    table = f"strict_writer_{trial}_{int(time.time())}"
+    writer = VipWriter(lab, table=table)
+    writer.start()
+    try:
+        time.sleep(1)
+        drill.kill_node_services(lab.spec, new, names=("postgres",))
+        killed = time.monotonic()
+        time.sleep(3)
+        waited = [t for t in writer.ack_times if killed + 0.5 < t < killed + 3]
+        assert not waited, f"{len(waited)} commits acknowledged without the standby in sync_strict"
+        start_db(lab, new)
+        wait_for(lambda: not math.isnan(writer.first_ack_after(killed + 3)), 30,
+                 "writes to go on once the standby is back", every=0.5)
+        wait_for(lambda: loss_free(lab, old) is True, 60, "loss-free again", every=0.5)
+        drill.kill_node_services(lab.spec, old)
+        drill.wait_primary(lab, new, timeout=30)
+        time.sleep(1)
+    finally:
+        writer.finish()
+    with connection.session(lab.cluster(new), "xcatdb") as conn:
+        stored = {row[0] for row in connection.query(conn, f"SELECT id FROM {table}")}
+    lost = sorted(set(writer.acked) - stored)
+    print(f"[auto] sync_strict: {len(writer.acked)} acknowledged, {len(lost)} lost across the failover")
+    assert writer.acked and not lost
+    restart_minion(lab, old)
+    rejoin(lab, old, new)

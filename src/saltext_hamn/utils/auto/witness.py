@@ -27,7 +27,7 @@ from saltext_hamn.utils.orch.master import one_line, probes, tcp_open
 
 log = logging.getLogger(__name__)
 
-CONFIG_TTL = 10  # seconds a compiled pillar is reused by a long-lived (reactor) process
+CONFIG_TTL = 5  # seconds a compiled pillar is reused by a long-lived (reactor) process
 RENEW_TIMEOUT = 0.5
 TAKEOVER_TIMEOUT = 20  # promotion + VIP take ~1 s; the lease wait at most failover_delay
 _configs = {}
@@ -475,6 +475,7 @@ def summary(master):
         nodes[node] = {
             "heartbeat_age": None if age is None else round(age, 1),
             "lease_unreachable": bool(renewal.get("error")),
+            "loss_free": view.loss_free(data, node),
             "lease": ("unreachable: " + renewal["error"]) if renewal.get("error") else
                      ("fenced" if status.get("fenced") else
                       (f"enforced, {status.get('lease_left'):.1f} s left"

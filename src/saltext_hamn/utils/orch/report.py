@@ -39,7 +39,8 @@ def automation_lines(auto):
     for node, facts in sorted((auto.get("nodes") or {}).items()):
         age = facts.get("heartbeat_age")
         shown = "never" if age is None else f"{age:.1f} s ago"
-        lines.append(f"{node}: heartbeat {shown}; lease {facts.get('lease')}")
+        loss = {True: "; loss-free", False: "; NOT loss-free"}.get(facts.get("loss_free"), "")
+        lines.append(f"{node}: heartbeat {shown}; lease {facts.get('lease')}{loss}")
     if auto.get("rejoin_failed"):
         lines.append(f"automatic rejoin failed: {auto['rejoin_failed'].get('error')} "
                      "(fix it, then salt-run hamn.resume)")
