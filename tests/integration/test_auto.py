@@ -91,7 +91,7 @@ def healthy_pair(lab):
             saltd.wait_minion_ready(lab.spec, node)
     if salt_run(lab, "hamn.check").returncode != 0:
         for name in ("recover", "rejoin"):
-            drill.orchestrate(lab.spec, name)
+            orchestrate_when_free(lab, name)
     salt_run(lab, "hamn.resume")
     wait_armed(lab, timeout=120)
 
@@ -173,9 +173,21 @@ def restart_minion(lab, node):
     saltd.wait_minion_ready(lab.spec, node)
 
 
+def orchestrate_when_free(lab, name, timeout=60):
+    """Run an orchestration once the automatic run that holds the lock (its services and hooks
+    run on after the VIP is up) has ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ok, steps = drill.orchestrate(lab.spec, name)
+        busy = any("another hamn orchestration is running" in str(step[3]) for step in steps)
+        if ok or not busy or time.monotonic() > deadline:
+            return ok, steps
+        time.sleep(1)
+
+
 def rejoin(lab, old, new):
     """After a failover: the old node back as the new primary's standby, automation armed again."""
-    ok, steps = drill.orchestrate(lab.spec, "rejoin")
+    ok, steps = orchestrate_when_free(lab, "rejoin")
     assert ok, steps
     assert lab.current_primary() == new and in_recovery(lab, old)
     wait_armed(lab)
