@@ -10,6 +10,7 @@ from saltfactories.daemons.minion import SaltMinion
 
 from saltext_hamn.lab import saltd
 from saltext_hamn.lab.lab import Lab
+from saltext_hamn.lab.sampler import Sampler
 from saltext_hamn.lab.spec import WITNESS_ADDRESS
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
@@ -109,6 +110,18 @@ def salt_cli(salt_master, minions):
 @pytest.fixture(scope="session")
 def salt_run_cli(salt_master, minions):
     return salt_master.salt_run_cli(timeout=120)
+
+
+@pytest.fixture
+def sampler(lab, request):
+    """Two writers or two VIP holders at any instant of a fault test fail it: a thread samples
+    both nodes every 200 ms through the whole test (``lab`` is the test module's own)."""
+    with Sampler(lab) as watching:
+        yield watching
+    print(f"[sampler] {request.node.name}: {len(watching.samples)} samples, {len(watching.violations)} violations, "
+          f"writable samples per node {watching.writers()}")
+    assert len(watching.samples) > 5, "the sampler barely ran"
+    assert not watching.violations, f"two writers or two VIP holders at some instant: {watching.violations[:3]}"
 
 
 def python_bin():

@@ -19,7 +19,6 @@ import yaml
 
 from saltext_hamn.lab import drill, netns, saltd
 from saltext_hamn.lab.client import VipWriter
-from saltext_hamn.lab.sampler import Sampler
 from saltext_hamn.lab.spec import NODE_ADDRESSES, WITNESS_ADDRESS
 from saltext_hamn.utils import proc
 from saltext_hamn.utils.pg import connection
@@ -62,16 +61,6 @@ def keep_logs(lab):
             dest = os.path.join(target, str(path.relative_to(lab.spec.lab_dir)).replace("/", "_"))
             os.makedirs(target, exist_ok=True)
             shutil.copyfile(path, dest)
-
-
-@pytest.fixture
-def sampler(lab, request):
-    with Sampler(lab) as watching:
-        yield watching
-    print(f"[sampler] {request.node.name}: {len(watching.samples)} samples, {len(watching.violations)} violations, "
-          f"writable samples per node {watching.writers()}")
-    assert len(watching.samples) > 5, "the sampler barely ran"
-    assert not watching.violations, f"two writers or two VIP holders at some instant: {watching.violations[:3]}"
 
 
 @pytest.fixture(autouse=True)

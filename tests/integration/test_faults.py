@@ -17,7 +17,6 @@ import yaml
 
 from saltext_hamn.lab import drill, fence, netns, recorders, saltd
 from saltext_hamn.lab.lab import processes_under
-from saltext_hamn.lab.sampler import Sampler
 from saltext_hamn.utils import proc
 from saltext_hamn.utils.pg import connection
 from tests.support import own_lab
@@ -35,16 +34,6 @@ def lab(lab_spec):
         assert ok, steps
         lab.xcat_database(lab.current_primary())
         yield lab
-
-
-@pytest.fixture
-def sampler(lab, request):
-    with Sampler(lab) as watching:
-        yield watching
-    print(f"[sampler] {request.node.name}: {len(watching.samples)} samples, {len(watching.violations)} violations, "
-          f"writable samples per node {watching.writers()}")
-    assert len(watching.samples) > 5, "the sampler barely ran"
-    assert not watching.violations, f"two writers or two VIP holders at some instant: {watching.violations[:3]}"
 
 
 def run(lab, name, **kwargs):

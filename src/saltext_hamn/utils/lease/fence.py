@@ -14,7 +14,7 @@ import time
 from saltext_hamn.utils import fileops, proc
 from saltext_hamn.utils.lease import ledger as lease_ledger
 from saltext_hamn.utils.net import vip
-from saltext_hamn.utils.pg import demote
+from saltext_hamn.utils.pg import demote, postmaster
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,6 @@ def _standby_config(cluster, cfg, me):
     return demote.signal_path(cluster, major)
 
 
-def _postmaster_pid(cluster):
-    try:
-        with open(os.path.join(cluster.data_dir, "postmaster.pid"), encoding="utf-8") as handle:
-            return int(handle.readline().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def _cluster_processes(cluster):
     """Live processes working in this data directory: every PostgreSQL process chdirs there."""
     target = os.path.realpath(cluster.data_dir)
@@ -64,7 +56,7 @@ def _cluster_processes(cluster):
 
 
 def _stop_immediate(cluster):
-    pid = _postmaster_pid(cluster)
+    pid = postmaster.lock_pid(cluster)
     if pid is not None and not proc.alive(pid):
         # A killed postmaster (a zombie until reaped: pg_ctl would wait for it in vain).
         # Its children notice its death at their next wait; don't leave them the chance.

@@ -15,7 +15,7 @@ def has_data(cluster):
     return os.path.isfile(os.path.join(cluster.data_dir, "PG_VERSION"))
 
 
-def _lock_pid(cluster):
+def lock_pid(cluster):
     """The pid in postmaster.pid, or None."""
     try:
         with open(os.path.join(cluster.data_dir, "postmaster.pid"), encoding="utf-8") as handle:
@@ -29,14 +29,14 @@ def is_running(cluster):
     if result.returncode != PG_CTL_RUNNING:
         return False
     # pg_ctl asks kill(pid, 0), which a killed postmaster not yet reaped (a zombie) passes.
-    pid = _lock_pid(cluster)
+    pid = lock_pid(cluster)
     return pid is None or proc.alive(pid)
 
 
 def _wait_reaped(cluster, timeout):
     """A killed postmaster stays a zombie until its parent reaps it, and PostgreSQL refuses
     to start while the pid in postmaster.pid exists at all: wait for it to go."""
-    pid = _lock_pid(cluster)
+    pid = lock_pid(cluster)
     deadline = time.monotonic() + timeout
     while pid is not None and os.path.exists(f"/proc/{pid}") and not proc.alive(pid):
         if time.monotonic() > deadline:
