@@ -26,6 +26,8 @@ Figures are medians of the runs, with min–max.
 import argparse
 import json
 import math
+import os
+import shutil
 import statistics
 import sys
 import time
@@ -83,6 +85,7 @@ def med(values):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keep-logs", metavar="DIR", help="copy the daemons' and watchdogs' logs here at the end")
     args = parser.parse_args()
     lab = Lab(LabSpec(prefix="hamnauto"), out=lambda m: None, automation=True)
     lab.down()
@@ -165,8 +168,17 @@ def main():
         print(f"PG kill -> first write (restart)      {med(figures['pg_kill_first_write'])}")
         print(f"false failovers over {3 * args.runs} no-failover faults: {false_failovers}")
     finally:
+        if args.keep_logs:
+            keep_logs(lab, args.keep_logs)
         lab.down()
     return 0
+
+
+def keep_logs(lab, target):
+    os.makedirs(target, exist_ok=True)
+    for pattern in ("salt/*/var/log/salt/*", "*/lease/lease.log", "*/postgresql.log"):
+        for path in lab.spec.lab_dir.glob(pattern):
+            shutil.copyfile(path, os.path.join(target, str(path.relative_to(lab.spec.lab_dir)).replace("/", "_")))
 
 
 def lab_run_token(lab, short):
