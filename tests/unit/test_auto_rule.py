@@ -134,3 +134,8 @@ def test_replication_mode_decides_whether_a_lagging_standby_may_take_over(mode, 
     lagging = {**LOST_HB, "lsn": "0/1000000", "replayed": "0/1000000"}
     given = facts(mn1=DEAD, mn2={"heartbeat": lagging}, lag_limit_bytes=1024, mode=mode, loss_free=loss_free)
     assert rule.decide(given).code == code
+
+
+def test_a_primary_whose_minion_answers_but_cannot_tell_is_restarted_first():
+    unknown = {"pg_open": False, "heartbeat": {**PRIMARY_HB, "pg_up": None, "role": "unknown"}}
+    assert rule.decide(facts(mn1=unknown, mn2={"heartbeat": LOST_HB})).code == "restart"

@@ -164,8 +164,9 @@ def decide(facts):
                          "reaches it: no failover", old=old.name, new=new.name)
         return _none("healthy", f"{old.name} is primary and reachable")
 
-    # The master cannot reach the primary's PostgreSQL.
-    if old.fresh(facts.max_age) and old.said.get("pg_up") is False:
+    # The master cannot reach the primary's PostgreSQL. Its minion answers and does not say
+    # it runs (down, or unknown for a moment): restarting in place comes first.
+    if old.fresh(facts.max_age) and old.said.get("pg_up") is not True:
         if old.restarts < facts.restart_tries:
             return Decision(RESTART, f"{old.name}'s PostgreSQL is down, its minion answers: restart it in place "
                             f"(try {old.restarts + 1} of {facts.restart_tries})", "restart", old=old.name)
