@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import time
 
 from saltext_hamn.lab.lab import Lab
 from saltext_hamn.lab.spec import LabSpec
@@ -48,3 +49,14 @@ def own_lab(lab_spec, letter, dirname, automation=False):
         yield lab
     finally:
         lab.down()
+
+
+def poll(predicate, timeout, step=0.05):
+    """``predicate()``'s first truthy value within ``timeout`` seconds, else its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()

@@ -25,6 +25,7 @@ from saltext_hamn.utils.lease.observe import postmaster_alive
 from saltext_hamn.utils.net import vip
 from saltext_hamn.utils.pg import postmaster
 from tests.functional import pair
+from tests.support import poll
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
@@ -96,13 +97,7 @@ class Master:
 
 
 def wait_for(predicate, timeout, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
+    return poll(predicate, timeout, step)
 
 
 @pytest.fixture(scope="module")

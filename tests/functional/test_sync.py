@@ -22,6 +22,7 @@ from saltext_hamn.utils.lease import sync as lease_sync
 from saltext_hamn.utils.pg import connection, postmaster, replication
 from saltext_hamn.utils.pg import promote as pg_promote
 from tests.functional import pair
+from tests.support import poll
 
 pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
@@ -73,13 +74,7 @@ lab, mn1, mn2 = pair.fixtures("s", "func-sync", Node)
 
 
 def wait_for(predicate, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
+    return poll(predicate, timeout, step)
 
 
 class Writer:
