@@ -378,7 +378,9 @@ def test_forged_heartbeats_do_not_fail_over(lab, sampler, trial):  # pylint: dis
     forged = {**lost, "id": standby}
     for _ in range(3):
         result = salt_run(lab, "hamn.heartbeat", "data=" + json.dumps(forged), "--out=json")
-        assert json.loads(result.stdout).get("code") == "standby-only", result.stdout
+        decision = json.loads(result.stdout)
+        # standby-only; or healthy when the standby's real heartbeat landed in between.
+        assert decision.get("action") == "none" and decision.get("code") in ("standby-only", "healthy"), decision
     time.sleep(3)
     assert lab.current_primary() == primary
     assert last_failover_run(lab) == before, "an automatic failover happened"
