@@ -182,7 +182,11 @@ def handle(master, data):
     payload = {k: v for k, v in data.items() if not k.startswith("_") and k != "id"}
     view.note_heartbeat(master.dir, node, payload)
     _remember_primary(master, cfg, view.load(master.dir))
-    before = facts(master, cfg, view.load(master.dir))
+    # One probe of both PostgreSQL ports serves both looks at the facts (they are
+    # milliseconds apart: only the renewals come in between).
+    port = cfg["postgres"]["port"]
+    pg_open = probes({n: (cfg["nodes"][n]["address"], port) for n in sorted(cfg["nodes"])})
+    before = facts(master, cfg, view.load(master.dir), pg_open=pg_open)
     watchdogs = _renew_both(master, cfg, rule.enforce_lease(before))
     # One decision at a time in this process (the reactor runs heartbeats in parallel
     # threads, which the per-process orchestration lock does not tell apart); a
@@ -190,7 +194,7 @@ def handle(master, data):
     if not _acting.acquire(blocking=False):
         return {"action": rule.NONE, "code": "busy", "reason": "another heartbeat is being decided or acted on"}
     try:
-        now_facts = facts(master, cfg, view.load(master.dir), watchdogs=watchdogs)
+        now_facts = facts(master, cfg, view.load(master.dir), watchdogs=watchdogs, pg_open=pg_open)
         _reset_restarts(master, now_facts)
         decision = rule.decide(now_facts)
         _remember(master, decision)
