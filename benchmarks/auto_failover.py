@@ -51,8 +51,12 @@ def wait_armed(lab, timeout=90):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         auto = salt_run_json(lab, "hamn.automation")
-        lease = str(((auto.get("nodes") or {}).get(primary) or {}).get("lease"))
-        if auto.get("state") == "armed" and lease.startswith("enforced"):
+        node = (auto.get("nodes") or {}).get(primary) or {}
+        # A lease shown "enforced" is the last status seen; renewed_ago says the master renews
+        # it now (a restarted master's reactor starts seconds after the master itself).
+        renewed = node.get("renewed_ago")
+        if (auto.get("state") == "armed" and str(node.get("lease")).startswith("enforced")
+                and renewed is not None and renewed < 2):
             return
         time.sleep(0.5)
     raise SystemExit("the automation did not arm")

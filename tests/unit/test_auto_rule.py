@@ -25,6 +25,9 @@ def facts(mn1=None, mn2=None, **kw):
 
 # The primary is dead as the master sees it: PostgreSQL closed, minion SIGKILLed (socket gone).
 DEAD = {"pg_open": False, "connected": False, "age": 0.8}
+# It fenced itself (lease ran out, nobody renewing): stopped boot-safe, minion and watchdog answer.
+SELF_FENCED = {"pg_open": False, "heartbeat": {**PRIMARY_HB, "role": "stopped", "pg_up": False},
+               "watchdog": {"role": "stopped", "fenced": True, "fence_reason": "enforced lease expired"}}
 # ... and cut off: no heartbeat for a while, watchdog unreachable, minion socket not yet timed out.
 CUT = {"pg_open": False, "connected": True, "age": 3.5, "watchdog": None}
 
@@ -74,6 +77,24 @@ CASES = [
            fence_cmd=True), "failover", {"proof": rule.PROOF_FENCE_CMD}),
     ("cut off, heartbeat still fresh and says PG up", facts(mn1={**CUT, "age": 1.0}, mn2={"heartbeat": LOST_HB}),
      "master-only", {}),
+    ("primary fenced itself, nobody took over: it resumes",
+     facts(mn1=SELF_FENCED, mn2={"heartbeat": LOST_HB}), "unfence",
+     {"action": rule.UNFENCE, "old": "mn1", "new": "mn2"}),
+    ("primary fenced itself, already restarted as a standby: it resumes",
+     facts(mn1={**SELF_FENCED, "pg_open": True, "heartbeat": {**LOST_HB, "role": "standby"},
+                "watchdog": {**SELF_FENCED["watchdog"], "role": "standby"}}, mn2={"heartbeat": LOST_HB}),
+     "unfence", {"action": rule.UNFENCE}),
+    ("primary fenced itself, peer silent with its port closed: it resumes",
+     facts(mn1=SELF_FENCED, mn2={"heartbeat": LOST_HB, "age": 30, "pg_open": False}), "unfence", {}),
+    ("primary fenced itself, peer silent with its port open: no unfence (it starts read-only)",
+     facts(mn1=SELF_FENCED, mn2={"heartbeat": LOST_HB, "age": 30}), "restart", {}),
+    ("primary fenced itself, tries used up: the ordinary rule (its last LSN unknown: no failover)",
+     facts(mn1={**SELF_FENCED, "restarts": 2}, mn2={"heartbeat": LOST_HB}), "lag", {}),
+    ("primary fenced itself while paused", facts(mn1=SELF_FENCED, mn2={"heartbeat": LOST_HB}, paused="by admin"),
+     "paused", {}),
+    ("recorded primary runs as a standby, not fenced: no writer, never 'healthy'",
+     facts(mn1={"heartbeat": {**STANDBY_HB, "streaming": False}, "watchdog": {"role": "standby"}},
+           mn2={"heartbeat": LOST_HB}), "no-writer", {}),
     ("failed node back, auto_rejoin", facts(mn1={"deposed": True, "heartbeat": {**LOST_HB, "role": "stopped"}},
                                             mn2={"heartbeat": PRIMARY_HB}, primary="mn2", auto_rejoin=True),
      "rejoin", {"action": rule.REJOIN, "old": "mn1", "new": "mn2"}),

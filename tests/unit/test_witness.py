@@ -156,3 +156,29 @@ def test_the_master_records_not_loss_free_before_it_consents_to_async(tmp_path):
     assert view.consents_to_async(data, "mn1")
     view.note_renewal_result(directory, "mn1", {"enforcing": True, "sync": {"loss_free": True, "wants_async": False}})
     assert view.loss_free(view.load(directory), "mn1") is True and not view.consents_to_async(view.load(directory), "mn1")
+
+
+def test_a_self_fenced_primary_nobody_replaced_is_brought_back_disarmed_first(world):
+    master, state = world
+    master._disconnected = []  # its minion answers
+    state["watchdogs"]["mn1"] = {"role": "stopped", "fenced": True, "fence_reason": "enforced lease expired"}
+    view.note_heartbeat(master.dir, "mn1", {**PRIMARY, "role": "stopped", "pg_up": False, "at": time.time()})
+    result = witness.handle(master, beat(STANDBY_LOST))
+    assert result["code"] == "unfence" and result["ok"], result
+    assert master.calls == [("mn1", "hamn.unfence")]
+    last_renew = max(i for i, e in enumerate(state["exchanges"]) if e[:2] == ("renew", "mn1"))
+    assert state["exchanges"][last_renew] == ("renew", "mn1", False)  # disarmed before the call
+    assert ("fence", CFG["nodes"]["mn1"]["address"]) not in state["exchanges"]
+    assert runs.record(master.dir)["primary"] == "mn1"
+    assert view.load(master.dir)["restarts"]["mn1"]["tries"] == 1
+
+
+def test_a_failed_unfence_is_bounded_by_restart_tries(world):
+    master, state = world
+    master._disconnected = []
+    master.fail[("mn1", "hamn.unfence")] = "unfence refused: the peer runs as primary"
+    state["watchdogs"]["mn1"] = {"role": "stopped", "fenced": True}
+    view.note_heartbeat(master.dir, "mn1", {**PRIMARY, "role": "stopped", "pg_up": False, "at": time.time()})
+    codes = [witness.handle(master, beat(STANDBY_LOST)).get("code") for _ in range(4)]
+    assert codes[:2] == ["unfence", "unfence"] and "unfence" not in codes[2:], codes
+    assert any(tag == "hamn/auto/unfence-failed" for tag, _ in master.events)

@@ -18,7 +18,7 @@ try:
     import pyroute2  # noqa: F401
 
     from saltext_hamn.utils import preflight as pre, services
-    from saltext_hamn.utils.auto import takeover as auto_takeover
+    from saltext_hamn.utils.auto import takeover as auto_takeover, unfence as auto_unfence
     from saltext_hamn.utils.net import vip
     from saltext_hamn.utils.pg import canary, cluster as pg_cluster, demote as pg_demote, peer as pg_peer, postmaster
     from saltext_hamn.utils.pg import promote as pg_promote, rewind as pg_rewind, standby, status as pg_status
@@ -173,6 +173,29 @@ def takeover(peer_fenced=False, primary_lsn=None, timeout=60):
     cfg = _cfg()
     return auto_takeover.takeover(_local(cfg), cfg, _me(cfg), peer_fenced=peer_fenced,
                                   primary_lsn=None if primary_lsn is None else str(primary_lsn), timeout=timeout)
+
+
+def unfence(peer_checked=False, timeout=60):
+    """
+    Bring this node back as primary after its lease watchdog fenced it while
+    nobody took its place (the automation's "unfence" decision).
+
+    Refuses unless this node's watchdog fenced it, and unless the peer's
+    PostgreSQL runs in recovery, or does not answer from here and the caller
+    vouches with ``peer_checked=True`` (the master does, after seeing the peer's
+    own heartbeat say standby). Starts PostgreSQL (as the standby the fence
+    left), promotes it with the lag guard of ``hamn.promote``, raises the VIP.
+    Idempotent on a primary (only re-announces the VIP).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn1 hamn.unfence
+    """
+    peer_checked, timeout = _bool(peer_checked, "peer_checked"), _seconds(timeout, "timeout")
+    cfg = _cfg()
+    return auto_unfence.unfence(_local(cfg), cfg, _me(cfg), peer_checked=peer_checked, timeout=timeout)
 
 
 def stop_db(mode="fast", timeout=60):

@@ -16,7 +16,11 @@ Fail over only when
   not deposed standby within the lag limit (in ``sync`` / ``sync_strict``
   mode: the pair loss-free, as the old primary's watchdog last reported).
 A primary whose minion answers and whose PostgreSQL alone died is restarted in
-place first (``restart_tries`` times).
+place first (``restart_tries`` times). A primary that fenced itself when its
+lease ran out, while nobody took its place (both its renewers were gone for a
+moment: the master restarting while the nodes' link was cut), is brought back as
+primary ("unfence"), under the same bound: it holds every acknowledged commit,
+so this loses nothing and needs no rejoin.
 
 Events are hints: the facts come from the heartbeats *and* the master's own
 probes taken when the rule runs; a heartbeat alone never triggers an action.
@@ -31,6 +35,7 @@ NONE = "none"
 RESTART = "restart"
 FAILOVER = "failover"
 REJOIN = "rejoin"
+UNFENCE = "unfence"
 
 # How the old primary is proven not to write (the failover's first step).
 PROOF_WATCHDOG = "watchdog-fence"  # its lease watchdog answered the master's fence request
@@ -155,10 +160,19 @@ def decide(facts):
         return _none("no-primary", "no node is known as primary: nothing to fail over")
     old = facts.nodes[facts.primary]
     new = facts.other(old.name)
+    unfence = _unfence(facts, old, new)
+    if unfence:
+        return unfence
     if old.pg_open:
         rejoin = _rejoin(facts, old, new)
         if rejoin:
             return rejoin
+        if old.fresh(facts.max_age) and old.role == "standby":
+            # Its port answers, but as a standby: no node takes writes. Not "healthy".
+            why = "its watchdog fenced it" if (old.watchdog or {}).get("fenced") else "it runs as a standby"
+            return _none("no-writer", f"{old.name} was primary, but {why} and no node accepts writes; no automatic "
+                         "action: salt-run hamn.status, then salt-run state.orchestrate hamn.recover",
+                         old=old.name, new=new.name)
         if new.fresh(facts.max_age) and new.role == "standby" and new.said.get("reaches_peer_pg") is False:
             return _none("standby-only", f"only {new.name} lost {old.name}'s PostgreSQL; the master "
                          "reaches it: no failover", old=old.name, new=new.name)
@@ -243,6 +257,29 @@ def _proof(facts, old):
             return PROOF_LEASE, None
         return None, left
     return None, None
+
+
+def _unfence(facts, old, new):
+    """The primary fenced itself (its watchdog says so now) and nobody took its place:
+    bring it back as primary. None when that does not apply or is not safe.
+
+    Safe because only a promotion makes a second writer, and the peer is seen not to
+    be one: its own fresh heartbeat says standby, or it is silent with its
+    PostgreSQL port closed to the master. The old primary holds every commit it
+    acknowledged, so nothing is lost and the standby keeps following it.
+    """
+    watchdog = old.watchdog or {}
+    if not watchdog.get("fenced") or watchdog.get("role") == "primary":
+        return None
+    if new.role == "primary" or not (new.fresh(facts.max_age) and new.role == "standby"
+                                     or not new.fresh(facts.max_age) and new.pg_open is False):
+        return None  # the peer might write, or is unknown: the rest of the rule decides
+    if old.restarts >= facts.restart_tries:
+        facts.notes.append(f"{facts.restart_tries} attempt(s) to bring {old.name} back failed")
+        return None
+    return Decision(UNFENCE, f"{old.name} fenced itself ({watchdog.get('fence_reason') or 'lease ran out'}) and "
+                    f"nobody took its place ({new.name} is not primary): it resumes as primary "
+                    f"(try {old.restarts + 1} of {facts.restart_tries})", "unfence", old=old.name, new=new.name)
 
 
 def _rejoin(facts, primary, other):

@@ -250,6 +250,8 @@ def _act(master, cfg, decision, given):
             return _failover(master, cfg, decision, given, token)
         if decision.action == rule.REJOIN:
             return _rejoin(master, cfg, decision, token)
+        if decision.action == rule.UNFENCE:
+            return _unfence(master, cfg, decision, token)
         raise HamnError(f"unknown action {decision.action}")
     finally:
         orch_lock.release(master.lock_path)
@@ -273,6 +275,33 @@ def _restart(master, cfg, decision, token):
     history.append(master.dir, "auto-restart", "done" if ok else "failed", f"{old}: {error or 'restarted'}",
                    token=token)
     master.fire("hamn/auto/restarted" if ok else "hamn/auto/restart-failed", result)
+    return result
+
+
+def _unfence(master, cfg, decision, token):
+    """Bring the fenced primary back (rule._unfence says why that is safe)."""
+    old = decision.old
+    with view.changing(master.dir) as data:
+        entry = data["restarts"].setdefault(old, {"tries": 0})
+        entry.update(tries=entry["tries"] + 1, last=time.time())
+    started = time.monotonic()
+    try:
+        # Disarmed first, as before a takeover: an enforced lease would fence it again
+        # while it starts; the next heartbeats arm it once the standby streams.
+        if renew(master, cfg, old, enforce=False) is None:
+            raise HamnError(f"{old}'s lease watchdog does not answer: not bringing it back")
+        ret = master.call_one(old, "hamn.unfence", kwargs={"peer_checked": True}, timeout=TAKEOVER_TIMEOUT)
+        ok, error = True, None
+    except HamnError as exc:
+        ret, ok, error = None, False, one_line(exc)
+    result = {**decision.as_dict(), "ok": ok, "seconds": round(time.monotonic() - started, 3)}
+    if isinstance(ret, dict):
+        result.update({k: v for k, v in ret.items() if k.endswith("seconds")})
+    if error:
+        result["error"] = error
+    history.append(master.dir, "auto-unfence", "done" if ok else "failed", f"{old}: {error or 'primary again'}",
+                   token=token)
+    master.fire("hamn/auto/unfenced" if ok else "hamn/auto/unfence-failed", result)
     return result
 
 
@@ -478,6 +507,7 @@ def summary(master):
         age = view.heartbeat_age(data, node)
         nodes[node] = {
             "heartbeat_age": None if age is None else round(age, 1),
+            "renewed_ago": None if view.renewal_age(data, node) is None else round(view.renewal_age(data, node), 1),
             "lease_unreachable": bool(renewal.get("error")),
             "loss_free": view.loss_free(data, node),
             "lease": ("unreachable: " + renewal["error"]) if renewal.get("error") else
