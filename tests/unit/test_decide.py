@@ -203,3 +203,13 @@ def test_evidence_that_a_silent_primary_still_serves_blocks_the_admins_word():
     on_vip = obs(SILENT, standby(streaming=False), port={"mn1": False}, fenced_by_admin="mn1", vip_port_open=True)
     with pytest.raises(decide.Refused, match="still answers on the VIP"):
         decide.decide("failover", on_vip)
+
+
+@pytest.mark.parametrize("mode, early", [("async", False), ("sync", True), ("sync_strict", True)])
+def test_in_sync_modes_a_switchover_makes_the_old_primary_a_standby_before_services_and_hooks(mode, early):
+    cfg = support.load(postgres={"replication": {"mode": mode}})
+    steps = decide.decide("switchover", obs(primary(), standby(), cfg=cfg)).steps
+    assert ("standby-old" in steps) is early
+    if early:
+        assert steps.index("vip-up") < steps.index("standby-old") < steps.index("services-start")
+    assert steps == [s for s in decide.ORDER if s in steps]  # the one order

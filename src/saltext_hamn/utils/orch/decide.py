@@ -22,7 +22,7 @@ ORDER = (
     "preflight", "replication-primary", "replication-standby", "setup-verify", "setup-vip-up",
     "resolution-primary", "resolution-standby", "site", "files-primary", "files-standby",
     "services-stop-old", "service-nodes-stop", "demote-old", "handover", "vip-down-old", "fence-old",
-    "promote", "vip-up", "services-start", "post-promotion", "service-nodes-start", "diskless-reset",
+    "promote", "vip-up", "standby-old", "services-start", "post-promotion", "service-nodes-start", "diskless-reset",
     "rejoin-old", "verify",
 )
 SETUP = ORDER[:10]
@@ -32,6 +32,7 @@ SWITCHOVER = ("services-stop-old", "service-nodes-stop", "handover", "vip-down-o
 FAILOVER_OLD_ANSWERS = ("services-stop-old", "service-nodes-stop", "demote-old", "vip-down-old", *TAKEOVER_TAIL)
 FAILOVER_OLD_SILENT = ("service-nodes-stop", "fence-old", *TAKEOVER_TAIL)
 TAKEOVER = ORDER[10:]  # what switchover.sls, failover.sls and recover.sls list
+SYNC_MODES = ("sync", "sync_strict")
 REJOIN = ("services-stop-old", "vip-down-old", "rejoin-old", "verify")
 # Steps that act on the old node's services/VIP/database: never before the new node
 # has answered as promotable (failover) - see steps.py.
@@ -239,6 +240,16 @@ def setup(obs):
     return Plan("setup", new=new, old=obs.other(new).name, steps=list(SETUP), reason=f"primary {new}: {why}")
 
 
+def switchover_steps(mode):
+    """In the sync modes the new primary names the old one as its synchronous standby: the old
+    one follows right after the VIP is up, before services and hooks that may write (else
+    their commits wait for it, or the pair is let through "not loss-free")."""
+    steps = list(SWITCHOVER)
+    if mode in SYNC_MODES:
+        steps.insert(steps.index("vip-up") + 1, "standby-old")
+    return steps
+
+
 def switchover(obs):
     if obs.silent:
         silent = obs.silent[0]
@@ -262,7 +273,7 @@ def switchover(obs):
         raise Refused(f"the VIP is on the standby {new.name}, not on the primary {old.name}",
                       "salt-run state.orchestrate hamn.recover puts it on the primary")
     notes = [] if old.holds_vip else [f"the VIP is on no node; it is raised on {new.name}"]
-    return Plan("switchover", new=new.name, old=old.name, steps=list(SWITCHOVER),
+    return Plan("switchover", new=new.name, old=old.name, steps=switchover_steps(obs.replication_mode()),
                 reason=f"{old.name} is primary, {new.name} streams from it", notes=notes)
 
 
@@ -363,7 +374,7 @@ def resume(obs):
     elif run.name == "switchover" and old.answered:
         _promotable(obs, new, None)
         plan = Plan(run.name, new=new.name, old=old.name, reason=f"{old.name} is stopped, {new.name} takes over",
-                    steps=list(SWITCHOVER))
+                    steps=switchover_steps(obs.replication_mode()))
     else:
         plan = _takeover(run.name, obs, old, new, f"{new.name} was to become primary")
     plan.orchestration = run.name  # the step semantics of the interrupted run

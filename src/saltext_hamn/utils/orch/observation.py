@@ -157,5 +157,8 @@ class Observation:
     def lag_limit(self):
         return (self.cfg or {}).get("lag_limit") or {}
 
+    def replication_mode(self):
+        return (((self.cfg or {}).get("postgres") or {}).get("replication") or {}).get("mode") or "async"
+
     def fence_cmd(self):
         return ((self.cfg or {}).get("fence") or {}).get("cmd")

@@ -46,6 +46,7 @@ DESCRIPTIONS = {
     "post-promotion": "run the post-promotion commands on {new}",
     "service-nodes-start": "start the services on the service nodes",
     "diskless-reset": "reset the diskless nodes",
+    "standby-old": "sync modes: start {old} as standby of {new} before services and hooks",
     "rejoin-old": "rejoin {old} as standby of {new}",
     "verify": "verify replication {new} -> {old}",
 }
@@ -257,6 +258,7 @@ _STEPS = {
     "post-promotion": _on_new("hamn.run_hooks", timeout=1800),
     "service-nodes-start": _service_nodes("start"),
     "diskless-reset": _on_new("hamn.run_hooks", which="diskless_reset", timeout=1800),
+    "standby-old": _rejoin_old,
     "rejoin-old": _rejoin_old,
     "verify": _on_new("hamn.verify_replication"),
 }
