@@ -21,6 +21,8 @@ from saltext_hamn.lab import drill, netns, saltd
 from saltext_hamn.lab.client import VipWriter
 from saltext_hamn.lab.spec import NODE_ADDRESSES, WITNESS_ADDRESS
 from saltext_hamn.utils import proc
+from saltext_hamn.utils.auto import witness
+from saltext_hamn.utils.orch import history as orch_history
 from saltext_hamn.utils.pg import connection
 from tests.support import own_lab
 
@@ -96,7 +98,22 @@ def salt_run(lab, *args, timeout=60):
     return proc.run(saltd.salt_cmd(lab.spec, *args, runner=True), check=False, timeout=timeout)
 
 
+class _MasterFiles:  # what witness.summary reads: the master's hamn cache directory
+    def __init__(self, lab):
+        self.dir = str(lab.spec.lab_dir / "salt" / "master" / "var" / "cache" / "salt" / "master" / "hamn")
+
+
 def automation(lab):
+    """What ``salt-run hamn.automation`` returns, read from the master's files: the runner
+    is a thin wrapper around the same two calls, and a salt-run process costs ~1 s of
+    CPU, polled every half second by every case. test_a_salt_run_sees_what_the_tests_read
+    checks the two agree."""
+    master = _MasterFiles(lab)
+    recent = [e for e in orch_history.load(master.dir) if str(e.get("name", "")).startswith("auto-")][-20:]
+    return {**witness.summary(master), "history": recent}
+
+
+def automation_via_salt(lab):
     result = salt_run(lab, "hamn.automation", "--out=json")
     return json.loads(result.stdout)
 
@@ -217,6 +234,16 @@ def still_primary_throughout(lab, sampler, primary, since):
 
 
 # --------------------------------------------------------------------------- faults that must heal
+
+
+def test_a_salt_run_sees_what_the_tests_read(lab):
+    """The tests read the automation's state from the master's files; the runner agrees."""
+    via_salt, direct = automation_via_salt(lab), automation(lab)
+    for key in ("state", "paused_by", "rejoin_failed", "last_failover", "history"):
+        assert via_salt.get(key) == direct.get(key), key
+    assert (via_salt["decision"] or {}).get("code") and sorted(via_salt["nodes"]) == sorted(direct["nodes"])
+    assert "alarms" in via_salt
+
 
 
 @pytest.mark.parametrize("trial", TRIALS)
