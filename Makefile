@@ -11,8 +11,11 @@ PYTEST_ARGS ?=
 demo: deps $(STAMP)  ## bring the lab up, show replication through the VIP, tear down
 	$(VENV)/bin/hamn-lab demo
 
+# Two workers, whole test files each (module-scoped labs stay in one process): the
+# integration labs mostly wait on timeouts, so two of them share the 2 cores well.
+TEST_WORKERS ?= 2
 test: deps $(STAMP)  ## the whole suite (integration tests need root)
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

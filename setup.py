@@ -18,7 +18,7 @@ setup(
         "pyroute2>=0.7",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-salt-factories>=1.0.5"],
+        "test": ["pytest>=7", "pytest-salt-factories>=1.0.5", "pytest-xdist>=3"],
     },
     entry_points={
         # New-style Salt extension entry point: Salt looks for modules/, states/,

@@ -29,9 +29,15 @@ def _has_postgres():
     return bool(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
 
 
+def _xdist_controller(config):
+    """With ``-n N`` (make test) the controller only hands out test files; each worker
+    builds a lab network of its own (its pid in the prefix)."""
+    return bool(getattr(config.option, "numprocesses", None)) and not os.environ.get("PYTEST_XDIST_WORKER")
+
+
 def pytest_configure(config):
     config.hamn_lab_spec = None
-    if not IS_ROOT or os.environ.get("HAMN_TESTS_NO_NETNS"):
+    if not IS_ROOT or os.environ.get("HAMN_TESTS_NO_NETNS") or _xdist_controller(config):
         return
     spec = LabSpec(prefix=f"ht{os.getpid()}", base_dir=TEST_BASE)
     network.build(spec)
