@@ -90,6 +90,8 @@ CASES = [
      facts(mn1=SELF_FENCED, mn2={"heartbeat": LOST_HB, "age": 30}), "restart", {}),
     ("primary fenced itself, tries used up: the ordinary rule (its last LSN unknown: no failover)",
      facts(mn1={**SELF_FENCED, "restarts": 2}, mn2={"heartbeat": LOST_HB}), "lag", {}),
+    ("a deposed node is never unfenced (no failback)",
+     facts(mn1={**SELF_FENCED, "deposed": True}, mn2={"heartbeat": LOST_HB}), "restart", {}),
     ("primary fenced itself while paused", facts(mn1=SELF_FENCED, mn2={"heartbeat": LOST_HB}, paused="by admin"),
      "paused", {}),
     ("recorded primary runs as a standby, not fenced: no writer, never 'healthy'",

@@ -269,8 +269,8 @@ def _unfence(facts, old, new):
     acknowledged, so nothing is lost and the standby keeps following it.
     """
     watchdog = old.watchdog or {}
-    if not watchdog.get("fenced") or watchdog.get("role") == "primary":
-        return None
+    if not watchdog.get("fenced") or watchdog.get("role") == "primary" or old.deposed:
+        return None  # not fenced, or a failed-over node: that one never gets the role back by itself
     if new.role == "primary" or not (new.fresh(facts.max_age) and new.role == "standby"
                                      or not new.fresh(facts.max_age) and new.pg_open is False):
         return None  # the peer might write, or is unknown: the rest of the rule decides
