@@ -150,6 +150,13 @@ def wait_armed(lab, timeout=60):
     wait_for(armed, timeout, "the automation to be armed", every=0.5)
 
 
+def lost_commits(lab, node, writer, table):
+    """The writer's acknowledged ids that ``node`` (the primary now) does not have."""
+    with connection.session(lab.cluster(node), "xcatdb") as conn:
+        stored = {row[0] for row in connection.query(conn, f"SELECT id FROM {table}")}
+    return sorted(set(writer.acked) - stored)
+
+
 def in_recovery(lab, node):
     with connection.session(lab.cluster(node)) as conn:
         return connection.scalar(conn, "SELECT pg_is_in_recovery()")
@@ -417,9 +424,7 @@ def test_primary_fenced_while_both_renewers_were_gone_resumes_and_loses_nothing(
         writer.finish()
     assert sampler.writers()[standby] == 0, "the standby was promoted"
     assert any(e.get("name") == "auto-unfence" and e.get("result") == "done" for e in history(lab)), history(lab)
-    with connection.session(lab.cluster(primary), "xcatdb") as conn:
-        stored = {row[0] for row in connection.query(conn, f"SELECT id FROM {table}")}
-    lost = sorted(set(writer.acked) - stored)
+    lost = lost_commits(lab, primary, writer, table)
     assert writer.acked and not lost, f"{len(lost)} acknowledged commits lost"
     assert in_recovery(lab, standby) is True
     # Armed again means the standby streams from the unfenced primary (its new timeline) by itself.
@@ -575,9 +580,7 @@ def test_standby_killed_in_sync_strict_mode_writes_wait_and_nothing_acknowledged
         time.sleep(1)
     finally:
         writer.finish()
-    with connection.session(lab.cluster(new), "xcatdb") as conn:
-        stored = {row[0] for row in connection.query(conn, f"SELECT id FROM {table}")}
-    lost = sorted(set(writer.acked) - stored)
+    lost = lost_commits(lab, new, writer, table)
     print(f"[auto] sync_strict: {len(writer.acked)} acknowledged, {len(lost)} lost across the failover")
     assert writer.acked and not lost
     restart_minion(lab, old)
@@ -609,9 +612,7 @@ def test_switchover_in_sync_strict_mode_makes_the_old_primary_a_standby_before_s
                           "start xCAT services on the new primary", "run the post-promotion commands")]
     assert order == sorted(order), ran
     assert lab.current_primary() == new and in_recovery(lab, old) is True
-    with connection.session(lab.cluster(new), "xcatdb") as conn:
-        stored = {row[0] for row in connection.query(conn, f"SELECT id FROM {table}")}
-    lost = sorted(set(writer.acked) - stored)
+    lost = lost_commits(lab, new, writer, table)
     print(f"[auto] sync_strict switchover: {len(writer.acked)} acknowledged, {len(lost)} lost, "
           f"longest write gap {writer.longest_gap(0, time.monotonic()):.2f} s")
     assert writer.acked and not lost

@@ -257,11 +257,16 @@ def _act(master, cfg, decision, given):
         orch_lock.release(master.lock_path)
 
 
+def _count_try(master, node):
+    """One more restart or unfence of ``node`` (bounded by restart_tries; reset once it runs)."""
+    with view.changing(master.dir) as data:
+        entry = data["restarts"].setdefault(node, {"tries": 0})
+        entry.update(tries=entry["tries"] + 1, last=time.time())
+
+
 def _restart(master, cfg, decision, token):
     old = decision.old
-    with view.changing(master.dir) as data:
-        entry = data["restarts"].setdefault(old, {"tries": 0})
-        entry.update(tries=entry["tries"] + 1, last=time.time())
+    _count_try(master, old)
     started = time.monotonic()
     try:
         master.call_one(old, "hamn.start_db", kwargs={"timeout": 20}, timeout=30)
@@ -281,9 +286,7 @@ def _restart(master, cfg, decision, token):
 def _unfence(master, cfg, decision, token):
     """Bring the fenced primary back (rule._unfence says why that is safe)."""
     old = decision.old
-    with view.changing(master.dir) as data:
-        entry = data["restarts"].setdefault(old, {"tries": 0})
-        entry.update(tries=entry["tries"] + 1, last=time.time())
+    _count_try(master, old)
     started = time.monotonic()
     try:
         # Disarmed first, as before a takeover: an enforced lease would fence it again
