@@ -22,7 +22,7 @@ from saltext_hamn.lab.client import VipWriter
 from saltext_hamn.lab.spec import NODE_ADDRESSES, WITNESS_ADDRESS
 from saltext_hamn.utils import proc
 from saltext_hamn.utils.auto import witness
-from saltext_hamn.utils.orch import history as orch_history
+from saltext_hamn.utils.orch import alarms as orch_alarms, history as orch_history
 from saltext_hamn.utils.pg import connection
 from tests.support import own_lab
 
@@ -110,7 +110,8 @@ def automation(lab):
     checks the two agree."""
     master = _MasterFiles(lab)
     recent = [e for e in orch_history.load(master.dir) if str(e.get("name", "")).startswith("auto-")][-20:]
-    return {**witness.summary(master), "history": recent}
+    auto = witness.summary(master)
+    return {**auto, "alarms": orch_alarms.automation_alarms(auto), "history": recent}
 
 
 def automation_via_salt(lab):
@@ -246,10 +247,9 @@ def still_primary_throughout(lab, sampler, primary, since):
 def test_a_salt_run_sees_what_the_tests_read(lab):
     """The tests read the automation's state from the master's files; the runner agrees."""
     via_salt, direct = automation_via_salt(lab), automation(lab)
-    for key in ("state", "paused_by", "rejoin_failed", "last_failover", "history"):
+    for key in ("state", "paused_by", "rejoin_failed", "last_failover", "history", "alarms"):
         assert via_salt.get(key) == direct.get(key), key
     assert (via_salt["decision"] or {}).get("code") and sorted(via_salt["nodes"]) == sorted(direct["nodes"])
-    assert "alarms" in via_salt
 
 
 
@@ -265,7 +265,9 @@ def test_postgres_killed_on_the_primary_is_restarted_in_place(lab, sampler, tria
     print(f"[auto] restart in place: writable again {time.monotonic() - killed:.2f} s after the kill")
     assert sampler.writers()[standby] == 0, "the standby was promoted"
     assert last_failover_run(lab) == before, "an automatic failover happened"
-    assert any(e.get("name") == "auto-restart" and e.get("result") == "done" for e in history(lab))
+    # Recorded once the master's own probe saw the port open again: a moment later.
+    wait_for(lambda: any(e.get("name") == "auto-restart" and e.get("result") == "done" for e in history(lab)),
+             10, "the restart's record")
     wait_armed(lab)
 
 
@@ -423,7 +425,8 @@ def test_primary_fenced_while_both_renewers_were_gone_resumes_and_loses_nothing(
         blackhole(lab, standby, NODE_ADDRESSES[primary], on=False)
         writer.finish()
     assert sampler.writers()[standby] == 0, "the standby was promoted"
-    assert any(e.get("name") == "auto-unfence" and e.get("result") == "done" for e in history(lab)), history(lab)
+    wait_for(lambda: any(e.get("name") == "auto-unfence" and e.get("result") == "done" for e in history(lab)),
+             10, "the unfence's record")
     lost = lost_commits(lab, primary, writer, table)
     assert writer.acked and not lost, f"{len(lost)} acknowledged commits lost"
     assert in_recovery(lab, standby) is True
