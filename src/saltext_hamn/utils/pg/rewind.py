@@ -19,6 +19,9 @@ OWN_FILES = ("postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident
              conf.SETTINGS_FILE, conf.STANDBY_FILE)
 
 
+TIMELINE_SETTLE_SECONDS = 15  # see _wait_timeline
+
+
 def capability(values):
     """(bool, reason) from pg_controldata values: pg_rewind needs wal_log_hints or checksums."""
     hints = values.get("wal_log_hints setting")
@@ -128,7 +131,7 @@ def rewind(cluster, cfg, me, major, *, fallback=False, timeout=3600):
         return _fallback(cluster, cfg, me, major, fallback, timeout, started, f"pg_rewind failed: {exc}", report)
     _restore_own_files(cluster, saved)
     row = standby.configure_and_start(cluster, cfg, me, major)
-    after = status.collect(cluster)
+    after = _wait_timeline(cluster, peer["timeline"])
     if after.get("timeline") != peer["timeline"]:
         raise HamnError(
             f"after pg_rewind this node streams on timeline {after.get('timeline')}, not the primary's "
@@ -138,6 +141,21 @@ def rewind(cluster, cfg, me, major, *, fallback=False, timeout=3600):
         "changed": True, "method": "pg_rewind", "streaming": row, "timeline": peer["timeline"],
         "previous_timeline": local_tli, "output": (result.stdout + result.stderr).strip().splitlines()[-4:],
         "seconds": round(time.monotonic() - started, 3)}, report)
+
+
+def _wait_timeline(cluster, wanted, seconds=TIMELINE_SETTLE_SECONDS):
+    """The status once this standby reports ``wanted``, or the last one after ``seconds``.
+
+    A rewound node replays from a checkpoint before the fork: its WAL receiver may
+    stream the old timeline's last segment first and switch a moment later (longer
+    on a busy host), so one look right after "streaming" can show the old timeline.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        info = status.collect(cluster)
+        if info.get("timeline") == wanted or time.monotonic() >= deadline:
+            return info
+        time.sleep(0.1)
 
 
 def _fallback(cluster, cfg, me, major, fallback, timeout, started, reason, report=None):
