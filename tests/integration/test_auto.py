@@ -22,7 +22,6 @@ from saltext_hamn.lab.client import VipWriter
 from saltext_hamn.lab.spec import NODE_ADDRESSES, WITNESS_ADDRESS
 from saltext_hamn.utils import proc
 from saltext_hamn.utils.auto import witness
-from saltext_hamn.utils.orch import alarms as orch_alarms, history as orch_history
 from saltext_hamn.utils.pg import connection
 from tests.support import own_lab
 
@@ -105,13 +104,10 @@ class _MasterFiles:  # what witness.summary reads: the master's hamn cache direc
 
 def automation(lab):
     """What ``salt-run hamn.automation`` returns, read from the master's files: the runner
-    is a thin wrapper around the same two calls, and a salt-run process costs ~1 s of
+    is a thin wrapper around the same call, and a salt-run process costs ~1 s of
     CPU, polled every half second by every case. test_a_salt_run_sees_what_the_tests_read
     checks the two agree."""
-    master = _MasterFiles(lab)
-    recent = [e for e in orch_history.load(master.dir) if str(e.get("name", "")).startswith("auto-")][-20:]
-    auto = witness.summary(master)
-    return {**auto, "alarms": orch_alarms.automation_alarms(auto), "history": recent}
+    return witness.automation(_MasterFiles(lab))
 
 
 def automation_via_salt(lab):
@@ -521,6 +517,19 @@ def set_mode(lab, mode):
     time.sleep(6)  # the master's compiled pillar lives 5 s in the reactor (witness.CONFIG_TTL)
 
 
+def strict_pair_writing(lab, label):
+    """sync_strict mode, the pair loss-free, a writer through the VIP on a table of its own
+    for a second already: (old primary, standby, table, writer)."""
+    set_mode(lab, "sync_strict")
+    old = lab.current_primary()
+    wait_for(lambda: loss_free(lab, old) is True, 60, f"{old} loss-free in sync_strict mode", every=0.5)
+    table = f"{label}_{int(time.time())}"
+    writer = VipWriter(lab, table=table)
+    writer.start()
+    time.sleep(1)
+    return old, other(old), table, writer
+
+
 def loss_free(lab, node):
     return ((automation(lab).get("nodes") or {}).get(node) or {}).get("loss_free")
 
@@ -560,15 +569,8 @@ def test_standby_killed_in_sync_mode_writes_go_on_and_automation_is_blocked(lab,
 
 @pytest.mark.parametrize("trial", TRIALS)
 def test_standby_killed_in_sync_strict_mode_writes_wait_and_nothing_acknowledged_is_lost(lab, sampler, trial):  # pylint: disable=unused-argument
-    set_mode(lab, "sync_strict")
-    old = lab.current_primary()
-    new = other(old)
-    wait_for(lambda: loss_free(lab, old) is True, 60, f"{old} loss-free in sync_strict mode", every=0.5)
-    table = f"strict_writer_{trial}_{int(time.time())}"
-    writer = VipWriter(lab, table=table)
-    writer.start()
+    old, new, table, writer = strict_pair_writing(lab, f"strict_writer_{trial}")
     try:
-        time.sleep(1)
         drill.kill_node_services(lab.spec, new, names=("postgres",))
         killed = time.monotonic()
         time.sleep(3)
@@ -594,15 +596,8 @@ def test_switchover_in_sync_strict_mode_makes_the_old_primary_a_standby_before_s
     """The new primary names the old one as its synchronous standby: in sync_strict a hook or
     service writing through the VIP would wait for it until the end of the run. So the old
     primary follows right after the VIP moved, and no acknowledged commit is lost."""
-    set_mode(lab, "sync_strict")
-    old = lab.current_primary()
-    new = other(old)
-    wait_for(lambda: loss_free(lab, old) is True, 60, f"{old} loss-free in sync_strict mode", every=0.5)
-    table = f"strict_switchover_{int(time.time())}"
-    writer = VipWriter(lab, table=table)
-    writer.start()
+    old, new, table, writer = strict_pair_writing(lab, "strict_switchover")
     try:
-        time.sleep(1)
         ok, steps = orchestrate_when_free(lab, "switchover")
         time.sleep(1)
     finally:

@@ -97,9 +97,6 @@ def test_concurrent_updates_do_not_lose_writes(tmp_path, boot):
 
 
 def test_a_second_watchdog_exits_or_waits_for_the_first(tmp_path):
-    import os
-    import threading
-
     from saltext_hamn.utils.lease import daemon
 
     first = daemon.take_pid_lock(str(tmp_path))

@@ -62,9 +62,8 @@ def make(tmp_path):
 
 
 def tick(wd, obs, advance=0.2, times=1):
-    status = None
     for _ in range(times):
-        status = wd.tick()
+        wd.tick()
         obs.apply()
         wd.clock.now += advance
     return wd.tick()

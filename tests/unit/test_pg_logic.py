@@ -169,3 +169,15 @@ def test_a_failed_pg_rewind_hands_the_report_made_before_it_to_the_rebuild(monke
     assert steps == [("keep", report), "pg_rewind", ("rebuild", {"force": True, "timeout": 3600,
                                                                   "divergence_report": report})]
     assert result["rewind_skipped"].startswith("pg_rewind failed")
+
+
+def test_a_rewound_standby_is_given_time_to_switch_to_the_primarys_timeline(monkeypatch):
+    seen = iter([{"timeline": 3}, {"timeline": 3}, {"timeline": 4}])
+    monkeypatch.setattr(rewind.status, "collect", lambda cluster: next(seen))
+    monkeypatch.setattr(rewind.time, "sleep", lambda seconds: None)
+    assert rewind._wait_timeline(object(), 4)["timeline"] == 4  # pylint: disable=protected-access
+
+
+def test_a_rewound_standby_that_stays_on_the_old_timeline_is_reported_as_it_is(monkeypatch):
+    monkeypatch.setattr(rewind.status, "collect", lambda cluster: {"timeline": 3})
+    assert rewind._wait_timeline(object(), 4, seconds=0.05)["timeline"] == 3  # pylint: disable=protected-access

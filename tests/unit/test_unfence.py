@@ -23,8 +23,12 @@ def node(monkeypatch, tmp_path):
 
     monkeypatch.setattr(unfence.lease_ledger, "Ledger", Ledger)
     monkeypatch.setattr(unfence.pg_status, "collect", lambda cluster: {"role": state["role"]})
-    monkeypatch.setattr(unfence.pg_peer, "probe_peer", lambda cfg, me: {"reachable": state["peer_reachable"]})
-    monkeypatch.setattr(unfence.pg_peer, "primary_facts", lambda cluster, cfg, me: state["peer_primary"])
+    def ask_peer(cluster, cfg, me):
+        if not state["peer_reachable"]:
+            return None
+        return {"in_recovery": False, **state["peer_primary"]} if state["peer_primary"] else {"in_recovery": True}
+
+    monkeypatch.setattr(unfence.pg_peer, "ask_peer", ask_peer)
     monkeypatch.setattr(unfence.postmaster, "start", lambda cluster, timeout: state["did"].append("start") or True)
     monkeypatch.setattr(unfence.pg_promote, "promote",
                         lambda cluster, cfg, me, force, timeout: state["did"].append(("promote", force)) or {})

@@ -504,7 +504,4 @@ def automation():
 
         salt-run hamn.automation
     """
-    master = _master()
-    auto = witness.summary(master)
-    recent = [e for e in history.load(master.dir) if str(e.get("name", "")).startswith("auto-")][-20:]
-    return {**auto, "alarms": orch_alarms.automation_alarms(auto), "history": recent}
+    return witness.automation(_master())

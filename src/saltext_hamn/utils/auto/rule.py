@@ -28,6 +28,7 @@ probes taken when the rule runs; a heartbeat alone never triggers an action.
 
 from dataclasses import dataclass, field
 
+from saltext_hamn.utils import config
 from saltext_hamn.utils.pg import lsn as pg_lsn
 
 # Decision actions.
@@ -206,7 +207,7 @@ def decide(facts):
     if facts.cooldown_left > 0:
         return _none("cooldown", f"{old.name} lost, but the last automatic failover was recent "
                      f"({facts.cooldown_left:.0f} s of cooldown left)", old=old.name, new=new.name)
-    if facts.mode in ("sync", "sync_strict"):
+    if facts.mode in config.SYNC_MODES:
         if not facts.loss_free:
             return _none("not-loss-free", f"{old.name} lost, but in {facts.mode} mode the pair was not loss-free "
                          f"({new.name} had missed writes the primary let through, or it is unknown): no automatic "
@@ -271,8 +272,11 @@ def _unfence(facts, old, new):
     watchdog = old.watchdog or {}
     if not watchdog.get("fenced") or watchdog.get("role") == "primary" or old.deposed:
         return None  # not fenced, or a failed-over node: that one never gets the role back by itself
-    if new.role == "primary" or not (new.fresh(facts.max_age) and new.role == "standby"
-                                     or not new.fresh(facts.max_age) and new.pg_open is False):
+    if new.fresh(facts.max_age):
+        peer_not_writer = new.role == "standby"  # its own heartbeat says so
+    else:
+        peer_not_writer = new.role != "primary" and new.pg_open is False  # silent, its port closed to the master
+    if not peer_not_writer:
         return None  # the peer might write, or is unknown: the rest of the rule decides
     if old.restarts >= facts.restart_tries:
         facts.notes.append(f"{facts.restart_tries} attempt(s) to bring {old.name} back failed")

@@ -7,8 +7,8 @@ fenced node holds every commit it acknowledged. The master then asks for this.
 
 Checked here, when it runs:
 - this node's own ledger says its watchdog fenced it (nothing else is "unfenced");
-- the peer's PostgreSQL, when it answers, runs in recovery; when it does not answer,
-  the caller must vouch (``peer_checked``: the master saw the peer's own fresh
+- the peer's PostgreSQL, when it can be asked, runs in recovery; when it cannot
+  (down, unreachable, login refused), the caller must vouch (``peer_checked``: the master saw the peer's own fresh
   heartbeat say standby, or its port closed);
 - the promotion keeps its lag guard, the VIP its ARP duplicate-address guard.
 Started as the standby the fence left, then promoted: the tested promotion path,
@@ -37,12 +37,11 @@ def unfence(cluster, cfg, me, *, peer_checked=False, timeout=60):
     if not led["fenced"]:
         raise HamnError(f"unfence refused: {me}'s lease watchdog did not fence it (it is {info['role']}); "
                         "a standby becomes primary through a failover, not this")
-    if pg_peer.probe_peer(cfg, me)["reachable"]:
-        writer = pg_peer.primary_facts(cluster, cfg, me)
-        if writer is not None:
-            raise HamnError(f"unfence refused: the peer runs as primary (timeline {writer.get('timeline')})")
-    elif not peer_checked:
-        raise HamnError("unfence refused: the peer's PostgreSQL does not answer from here and nobody vouched "
+    peer = pg_peer.ask_peer(cluster, cfg, me)
+    if peer is not None and not peer["in_recovery"]:
+        raise HamnError(f"unfence refused: the peer runs as primary (timeline {peer.get('timeline')})")
+    if peer is None and not peer_checked:
+        raise HamnError("unfence refused: the peer's PostgreSQL cannot be asked from here and nobody vouched "
                         "that it is not primary (the master passes peer_checked=True)")
     t_start = time.monotonic()
     started_db = postmaster.start(cluster, timeout=timeout)

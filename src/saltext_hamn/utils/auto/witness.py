@@ -22,7 +22,7 @@ import salt.pillar
 from saltext_hamn.utils import config
 from saltext_hamn.utils.auto import rule, view
 from saltext_hamn.utils.errors import HamnError
-from saltext_hamn.utils.orch import history, lock as orch_lock, runs
+from saltext_hamn.utils.orch import alarms as orch_alarms, history, lock as orch_lock, runs
 from saltext_hamn.utils.orch.master import one_line, probes, tcp_open
 
 log = logging.getLogger(__name__)
@@ -264,48 +264,49 @@ def _count_try(master, node):
         entry.update(tries=entry["tries"] + 1, last=time.time())
 
 
-def _restart(master, cfg, decision, token):
+def _in_place(master, decision, token, name, events, attempt):
+    """One bounded try on the old primary itself (restart, unfence): counted against
+    restart_tries, recorded in the history, announced. ``attempt()`` returns the
+    node's timings (a dict) or raises HamnError."""
     old = decision.old
     _count_try(master, old)
     started = time.monotonic()
     try:
-        master.call_one(old, "hamn.start_db", kwargs={"timeout": 20}, timeout=30)
-        ok = _wait_open(cfg, old, 10)
-        error = None if ok else "hamn.start_db returned but the PostgreSQL port stays closed"
+        timings, error = attempt(), None
     except HamnError as exc:
-        ok, error = False, one_line(exc)
-    result = {**decision.as_dict(), "ok": ok, "seconds": round(time.monotonic() - started, 3)}
+        timings, error = {}, one_line(exc)
+    result = {**decision.as_dict(), **timings, "ok": error is None, "seconds": round(time.monotonic() - started, 3)}
     if error:
         result["error"] = error
-    history.append(master.dir, "auto-restart", "done" if ok else "failed", f"{old}: {error or 'restarted'}",
-                   token=token)
-    master.fire("hamn/auto/restarted" if ok else "hamn/auto/restart-failed", result)
+    done, failed, what = events
+    history.append(master.dir, f"auto-{name}", "failed" if error else "done", f"{old}: {error or what}", token=token)
+    master.fire(failed if error else done, result)
     return result
+
+
+def _restart(master, cfg, decision, token):
+    def attempt():
+        master.call_one(decision.old, "hamn.start_db", kwargs={"timeout": 20}, timeout=30)
+        if not _wait_open(cfg, decision.old, 10):
+            raise HamnError("hamn.start_db returned but the PostgreSQL port stays closed")
+        return {}
+
+    return _in_place(master, decision, token, "restart",
+                     ("hamn/auto/restarted", "hamn/auto/restart-failed", "restarted"), attempt)
 
 
 def _unfence(master, cfg, decision, token):
     """Bring the fenced primary back (rule._unfence says why that is safe)."""
-    old = decision.old
-    _count_try(master, old)
-    started = time.monotonic()
-    try:
+    def attempt():
         # Disarmed first, as before a takeover: an enforced lease would fence it again
         # while it starts; the next heartbeats arm it once the standby streams.
-        if renew(master, cfg, old, enforce=False) is None:
-            raise HamnError(f"{old}'s lease watchdog does not answer: not bringing it back")
-        ret = master.call_one(old, "hamn.unfence", kwargs={"peer_checked": True}, timeout=TAKEOVER_TIMEOUT)
-        ok, error = True, None
-    except HamnError as exc:
-        ret, ok, error = None, False, one_line(exc)
-    result = {**decision.as_dict(), "ok": ok, "seconds": round(time.monotonic() - started, 3)}
-    if isinstance(ret, dict):
-        result.update({k: v for k, v in ret.items() if k.endswith("seconds")})
-    if error:
-        result["error"] = error
-    history.append(master.dir, "auto-unfence", "done" if ok else "failed", f"{old}: {error or 'primary again'}",
-                   token=token)
-    master.fire("hamn/auto/unfenced" if ok else "hamn/auto/unfence-failed", result)
-    return result
+        if renew(master, cfg, decision.old, enforce=False) is None:
+            raise HamnError(f"{decision.old}'s lease watchdog does not answer: not bringing it back")
+        ret = master.call_one(decision.old, "hamn.unfence", kwargs={"peer_checked": True}, timeout=TAKEOVER_TIMEOUT)
+        return {k: v for k, v in ret.items() if k.endswith("_seconds")} if isinstance(ret, dict) else {}
+
+    return _in_place(master, decision, token, "unfence",
+                     ("hamn/auto/unfenced", "hamn/auto/unfence-failed", "primary again"), attempt)
 
 
 def _wait_open(cfg, node, seconds):
@@ -491,6 +492,13 @@ def resume(master):
         data["cooldown_until"] = 0.0  # the admin checked the pair: arm it now
     master.fire("hamn/auto/resumed", {"was": was})
     return was
+
+
+def automation(master):
+    """``salt-run hamn.automation``: the summary, its alarms and the last 20 automatic actions."""
+    auto = summary(master)
+    recent = [e for e in history.load(master.dir) if str(e.get("name", "")).startswith("auto-")][-20:]
+    return {**auto, "alarms": orch_alarms.automation_alarms(auto), "history": recent}
 
 
 def summary(master):

@@ -12,6 +12,7 @@ rejoins).
 
 from dataclasses import asdict, dataclass, field
 
+from saltext_hamn.utils import config
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.pg import lsn as pg_lsn
 
@@ -32,7 +33,6 @@ SWITCHOVER = ("services-stop-old", "service-nodes-stop", "handover", "vip-down-o
 FAILOVER_OLD_ANSWERS = ("services-stop-old", "service-nodes-stop", "demote-old", "vip-down-old", *TAKEOVER_TAIL)
 FAILOVER_OLD_SILENT = ("service-nodes-stop", "fence-old", *TAKEOVER_TAIL)
 TAKEOVER = ORDER[10:]  # what switchover.sls, failover.sls and recover.sls list
-SYNC_MODES = ("sync", "sync_strict")
 REJOIN = ("services-stop-old", "vip-down-old", "rejoin-old", "verify")
 # Steps that act on the old node's services/VIP/database: never before the new node
 # has answered as promotable (failover) - see steps.py.
@@ -245,7 +245,7 @@ def switchover_steps(mode):
     one follows right after the VIP is up, before services and hooks that may write (else
     their commits wait for it, or the pair is let through "not loss-free")."""
     steps = list(SWITCHOVER)
-    if mode in SYNC_MODES:
+    if mode in config.SYNC_MODES:
         steps.insert(steps.index("vip-up") + 1, "standby-old")
     return steps
 

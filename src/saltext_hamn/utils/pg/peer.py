@@ -41,20 +41,23 @@ def probe_peer(cfg, me, timeout=PROBE_TIMEOUT):
     return probe(cfg["nodes"][peer]["address"], cfg["postgres"]["port"], timeout=timeout)
 
 
-def primary_facts(cluster, cfg, me):
-    """The peer's facts (see ``standby.peer_facts``) when it runs as primary, else None.
-
-    None too when it cannot be asked (down, unreachable, refusing the login): then
-    nothing is known about it, and callers behave as if it were not there.
-    """
+def ask_peer(cluster, cfg, me):
+    """The peer's facts (see ``standby.peer_facts``), or None when it cannot be asked
+    (down, unreachable, refusing the login): then nothing is known about it."""
     if not probe_peer(cfg, me)["reachable"]:
         return None
     host, port, user = standby.peer_endpoint(cfg, me)
     try:
-        facts = standby.peer_facts(cluster, host, port, user, password=cfg["postgres"]["replication"]["password"])
+        return standby.peer_facts(cluster, host, port, user, password=cfg["postgres"]["replication"]["password"])
     except (HamnError, psycopg2.Error):
         return None
-    return None if facts["in_recovery"] else facts
+
+
+def primary_facts(cluster, cfg, me):
+    """The peer's facts when it runs as primary, else None (also when it cannot be asked:
+    callers behave as if it were not there)."""
+    facts = ask_peer(cluster, cfg, me)
+    return None if facts is None or facts["in_recovery"] else facts
 
 
 def split_brain(cluster, cfg, me, timeline):
