@@ -35,7 +35,11 @@ DEFAULTS = {
         "garp": {"count": 5, "interval": 0.2},
         # RFC 5227's 1-2 s probe window is sized for slow links; a holder on the LAN
         # answers in milliseconds, and every raise of the VIP waits the whole window.
-        "probe": {"timeout": 0.3, "attempts": 3},
+        "probe": {"timeout": 0.3, "attempts": 3,
+                  # A switchover's handoff: the old node has said it dropped the VIP, the
+                  # probe only guards against a third holder; every millisecond here is a
+                  # millisecond in which new connections to the VIP go nowhere.
+                  "handoff_timeout": 0.005},
     },
     "postgres": {
         "version": 15,
@@ -499,7 +503,7 @@ SCHEMA = {
             nullable=True,
         ),
         "garp": {"count": Int(1, 50), "interval": _SECONDS},
-        "probe": {"timeout": _SECONDS, "attempts": Int(1)},
+        "probe": {"timeout": _SECONDS, "attempts": Int(1), "handoff_timeout": _SECONDS},
     },
     "postgres": {
         # 10 is the floor, not 9: the mandatory scram-sha-256 auth only exists since PG 10.

@@ -205,7 +205,7 @@ def _send(sock, frame, interface):
         raise HamnError(f"sending ARP on {interface} failed: {exc.strerror or exc}") from exc
 
 
-def probe(address, interface, timeout=0.3, attempts=3, netns=None):
+def probe(address, interface, timeout=0.3, attempts=3, netns=None, opened=None):
     """Ask whether another host holds ``address`` (duplicate-address detection).
 
     Sends ``attempts`` RFC 5227 probes spread evenly over ``timeout`` seconds (the
@@ -217,7 +217,7 @@ def probe(address, interface, timeout=0.3, attempts=3, netns=None):
     address = str(ipaddress.IPv4Address(address))
     attempts = max(1, int(attempts))
     timeout = float(timeout)
-    sock, own_mac = open_socket(interface, netns)
+    sock, own_mac = opened or open_socket(interface, netns)
     found = []
     try:
         frame = build_probe(own_mac, address)
@@ -253,8 +253,16 @@ def probe(address, interface, timeout=0.3, attempts=3, netns=None):
         log.debug("ARP probe for %s on %s: %d probe(s) in %.0f ms, answers %s",
                   address, interface, sent, (time.monotonic() - start) * 1000, found)
     finally:
-        sock.close()
+        if opened is None:
+            sock.close()
     return found
+
+
+def send_round(opened, address, interface):
+    """One gratuitous ARP round (request and reply) on an open ``(sock, mac)``."""
+    sock, own_mac = opened
+    for frame in (build_gratuitous_request(own_mac, address), build_gratuitous_reply(own_mac, address)):
+        _send(sock, frame, interface)
 
 
 def send_gratuitous(address, interface, count=5, interval=0.2, netns=None):

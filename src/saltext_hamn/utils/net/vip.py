@@ -23,7 +23,7 @@ import time
 from pyroute2 import IPRoute, NetlinkError
 
 from saltext_hamn.utils.errors import HamnError
-from saltext_hamn.utils.net import arp
+from saltext_hamn.utils.net import announce, arp
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +125,19 @@ def status(cfg, netns=None):
     return result
 
 
-def up(cfg, force=False, netns=None):
+def up(cfg, force=False, netns=None, handoff=False, announce_later=False):
     """Bring the VIP up on this node (idempotent).
 
     Already held: only re-announce it (gratuitous ARP) and return ``changed`` False.
     Otherwise probe it with ARP first and refuse (HamnError) when another host
     answers, unless ``force``; then add it with the configured prefix and label and
-    announce it.  Returns ``{changed, address, prefix, interface, label, forced,
-    probe_answers: [{mac, ip}], garp_sent, duration_ms}``.
+    announce it.  ``handoff``: the old holder has just said it dropped the VIP, so
+    the probe is one short listen (``vip:probe:handoff_timeout``) against a third
+    holder.  ``announce_later``: send the first gratuitous ARP round now and the
+    rest from a detached process, so the caller returns as soon as the VIP answers.
+    Returns ``{changed, address, prefix, interface, label, forced,
+    probe_answers: [{mac, ip}], garp_sent, duration_ms}`` (``garp_later``: rounds
+    still to come).
     """
     v = cfg["vip"]
     address, interface = v["address"], v["interface"]
@@ -140,8 +145,9 @@ def up(cfg, force=False, netns=None):
     result = {"changed": False, "address": address, "prefix": v["prefix"], "interface": interface,
               "label": v["label"], "forced": False, "probe_answers": [], "garp_sent": 0}
     if not held(address, interface, netns=netns):
-        answers = arp.probe(address, interface, timeout=v["probe"]["timeout"],
-                            attempts=v["probe"]["attempts"], netns=netns)
+        timeout, attempts = ((v["probe"]["handoff_timeout"], 1) if handoff
+                             else (v["probe"]["timeout"], v["probe"]["attempts"]))
+        answers = arp.probe(address, interface, timeout=timeout, attempts=attempts, netns=netns)
         result["probe_answers"] = [{"mac": mac, "ip": ip} for mac, ip in answers]
         if answers:
             macs = ", ".join(sorted({mac for mac, _ in answers}))
@@ -154,11 +160,15 @@ def up(cfg, force=False, netns=None):
             result["forced"] = True
         # add() is idempotent: losing a race with a concurrent up() is harmless here.
         result["changed"] = add(address, v["prefix"], interface, v["label"], netns=netns)
+    count = v["garp"]["count"]
+    now = 1 if announce_later else count
     try:
-        result["garp_sent"] = arp.send_gratuitous(address, interface, count=v["garp"]["count"],
-                                                  interval=v["garp"]["interval"], netns=netns)
+        result["garp_sent"] = arp.send_gratuitous(address, interface, count=now, interval=v["garp"]["interval"],
+                                                  netns=netns)
     except HamnError as exc:
         raise HamnError(f"VIP {address} is on {interface} but announcing it failed: {exc}") from exc
+    if count > now:
+        result["garp_later"] = announce.detach(address, interface, count - now, v["garp"]["interval"], netns)
     result["duration_ms"] = _ms(start)
     log.info("VIP %s/%s up on %s (changed=%s, %s ms)", address, v["prefix"], interface,
              result["changed"], result["duration_ms"])

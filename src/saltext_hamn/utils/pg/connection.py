@@ -45,7 +45,8 @@ def scalar(conn, sql, params=None):
     return rows[0][0] if rows else None
 
 
-def connect_peer(host, port, user, passfile=None, dbname="postgres", timeout=5, physical=False, password=None):
+def connect_peer(host, port, user, passfile=None, dbname="postgres", timeout=5, physical=False, password=None,
+                 application_name="saltext-hamn"):
     """Connect to the other node with the replication role.
 
     The password comes from ``passfile`` (or ``password``, for a look before the
@@ -60,7 +61,7 @@ def connect_peer(host, port, user, passfile=None, dbname="postgres", timeout=5, 
     try:
         conn = psycopg2.connect(
             host=host, port=port, user=user, dbname=dbname,
-            connect_timeout=timeout, application_name="saltext-hamn", **kwargs,
+            connect_timeout=timeout, application_name=application_name, **kwargs,
         )
     except psycopg2.Error as exc:
         raise HamnError(f"cannot connect to the peer's PostgreSQL at {host}:{port} as {user}: {str(exc).strip()}") from exc

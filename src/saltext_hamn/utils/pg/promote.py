@@ -62,7 +62,10 @@ def set_standby_names(cluster, names, wait=2.0):
     return before
 
 
-def promote(cluster, cfg, me, *, force=False, primary_lsn=None, timeout=60):
+def promote(cluster, cfg, me, *, force=False, primary_lsn=None, timeout=60, checkpoint=True):
+    """pg_promote after the lag guard; ``checkpoint=False`` leaves the checkpoint that
+    records the new timeline in pg_control to :func:`checkpoint` (a switchover runs it
+    after the VIP moved: it can take seconds and nothing before then needs it)."""
     started = time.monotonic()
     info = status.collect(cluster)
     if info["role"] == "primary":
@@ -80,12 +83,7 @@ def promote(cluster, cfg, me, *, force=False, primary_lsn=None, timeout=60):
         old_tli = connection.scalar(conn, "SELECT timeline_id FROM pg_control_checkpoint()")
         if not connection.scalar(conn, "SELECT pg_promote(true, %s)", (int(timeout),)):
             raise HamnError(f"pg_promote did not finish within {timeout}s")
-        # pg_control keeps the old timeline until a checkpoint; pg_rewind against it
-        # would wrongly conclude that no rewind is needed.
-        connection.query(conn, "CHECKPOINT")
-        new_tli = connection.scalar(conn, "SELECT timeline_id FROM pg_control_checkpoint()")
-        if new_tli <= old_tli:
-            raise HamnError(f"promotion finished but the timeline did not advance ({old_tli} -> {new_tli})")
+        new_tli = _checkpointed_timeline(conn, old_tli) if checkpoint else status.primary_timeline(conn)
         current = connection.scalar(conn, "SELECT pg_current_wal_lsn()::text")
         # Keep WAL for the old primary from now on, so it can rejoin as standby.
         replication.ensure_slot(conn, peer_slot)
@@ -96,6 +94,31 @@ def promote(cluster, cfg, me, *, force=False, primary_lsn=None, timeout=60):
     )
     return {"changed": True, "timeline": new_tli, "previous_timeline": old_tli, "lsn": current,
             "peer_slot": peer_slot, "seconds": round(time.monotonic() - started, 3), **lag}
+
+
+def _checkpointed_timeline(conn, old_tli):
+    # pg_control keeps the old timeline until a checkpoint; pg_rewind against it
+    # would wrongly conclude that no rewind is needed.
+    connection.query(conn, "CHECKPOINT")
+    new_tli = connection.scalar(conn, "SELECT timeline_id FROM pg_control_checkpoint()")
+    if new_tli <= old_tli:
+        raise HamnError(f"promotion finished but the timeline did not advance ({old_tli} -> {new_tli})")
+    return new_tli
+
+
+def checkpoint(cluster):
+    """CHECKPOINT a fresh primary until pg_control shows the timeline it writes on.
+
+    Returns ``{changed, timeline}``; ``changed`` False when pg_control had it already.
+    """
+    with connection.session(cluster) as conn:
+        if connection.scalar(conn, "SELECT pg_is_in_recovery()"):
+            raise HamnError("PostgreSQL runs here as a standby: nothing to checkpoint for a promotion")
+        writing = status.primary_timeline(conn)
+        control = connection.scalar(conn, "SELECT timeline_id FROM pg_control_checkpoint()")
+        if control == writing:
+            return {"changed": False, "timeline": writing}
+        return {"changed": True, "timeline": _checkpointed_timeline(conn, control)}
 
 
 CLEAN_STATES = ("shut down", "shut down in recovery")
@@ -122,9 +145,23 @@ def wait_for_lsn(cluster, target, timeout=60, replayed=False):
         info = status.collect(cluster)
         if info["role"] == "primary":
             raise HamnError("this node is a primary; wait_for_lsn is for a standby")
-        if lsn.at_least(info.get(key), target):
-            return {"reached": True, key: info[key], "target": target,
+        have = held_lsn(info, replayed)
+        if lsn.at_least(have, target):
+            return {"reached": True, key: have, "target": target,
                     "seconds": round(time.monotonic() - started, 3)}
         if time.monotonic() >= deadline:
-            raise HamnError(f"standby {key.split('_')[0]} {info.get(key)} has not reached {target} after {timeout}s")
-        time.sleep(0.05)
+            raise HamnError(f"standby {key.split('_')[0]} {have} has not reached {target} after {timeout}s")
+        time.sleep(0.01)
+
+
+def held_lsn(info, replayed=False):
+    """The WAL position this standby holds (received) or has applied (replayed).
+
+    When the primary stops, the WAL receiver restarts and pg_last_wal_receive_lsn
+    falls back to the start of its segment, below what was already replayed: what
+    the node holds is the larger of the two.
+    """
+    if replayed:
+        return info.get("replayed_lsn")
+    held = [v for v in (info.get("received_lsn"), info.get("replayed_lsn")) if v]
+    return max(held, key=lsn.parse, default=None)

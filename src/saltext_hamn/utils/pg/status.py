@@ -32,7 +32,7 @@ FROM pg_stat_replication ORDER BY application_name
 _SLOTS = "SELECT slot_name, active, restart_lsn::text FROM pg_replication_slots ORDER BY slot_name"
 
 
-def _primary_timeline(conn):
+def primary_timeline(conn):
     # pg_control's timeline lags behind a fresh promotion until the next checkpoint;
     # the current WAL file name does not.
     name = connection.scalar(conn, "SELECT pg_walfile_name(pg_current_wal_lsn())")
@@ -84,7 +84,7 @@ def collect(cluster, timeout=2, statement_timeout_ms=None):
         else:
             # A promoted primary keeps its last receive/replay positions: not meaningful.
             info.update(role="primary", received_lsn=None, replayed_lsn=None)
-            info["timeline"] = _primary_timeline(conn)
+            info["timeline"] = primary_timeline(conn)
             info["standbys"] = [
                 {"name": n, "address": addr, "state": st, "sync_state": sync, "replay_lsn": rl,
                  "lag_bytes": int(lag_b) if lag_b is not None else None, "lag_seconds": _num(lag_s)}
