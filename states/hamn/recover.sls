@@ -10,4 +10,6 @@
     made to match. A split brain is refused, naming the node to demote. -#}
 {%- from "hamn/_steps.jinja" import pipeline with context %}
 {%- from "hamn/_takeover.jinja" import takeover with context %}
-{{ pipeline("recover", takeover) }}
+{%- from "hamn/_switchover.jinja" import switchover with context %}
+{#- An interrupted switchover resumes with its own steps (its verify is the takeover's last). #}
+{{ pipeline("recover", switchover[:-1] + takeover) }}

@@ -99,7 +99,7 @@ def test_defaults_filled():
         "interface": "eth0",
         "label": None,
         "garp": {"count": 5, "interval": 0.2},
-        "probe": {"timeout": 0.3, "attempts": 3},
+        "probe": {"timeout": 0.3, "attempts": 3, "handoff_timeout": 0.005},
     }
     pg = cfg["postgres"]
     assert pg["version"] == 15
@@ -188,6 +188,7 @@ def test_sizes_and_derived_slots():
         ("vip:prefix", True, "hamn:vip:prefix", "got true"),
         ("vip:garp:count", 0, "hamn:vip:garp:count", "from 1 to 50"),
         ("vip:probe:timeout", 0, "hamn:vip:probe:timeout", "> 0"),
+        ("vip:probe:handoff_timeout", -1, "hamn:vip:probe:handoff_timeout", "> 0"),
         ("postgres:port", 70000, "hamn:postgres:port", "from 1 to 65535"),
         ("postgres:version", "9.6", "hamn:postgres:version", "got '9.6'"),
         ("postgres:version", 9, "hamn:postgres:version", ">= 10"),

@@ -1,9 +1,8 @@
-"""The orchestration SLS files are thin: fixed step lists the hamn runner accepts.
+"""The orchestration SLS files are thin: fixed step lists the hamn_orch states accept.
 
-Salt's ``salt.runner`` state reports a runner called with a wrong argument name as
-*success* ("Passed invalid arguments"), so a typo in an SLS would pass silently:
-every ``salt.runner`` call rendered here is checked against the runner function's
-real signature. The lists must hold every step the decision core can plan, in
+A state called with a wrong argument name fails only at run time, after the
+steps before it ran: every ``hamn_orch`` state rendered here is checked against
+the state function's real signature. The lists must hold every step the decision core can plan, in
 its order, and the dry run must render the plan or fail naming the refusal.
 """
 
@@ -15,13 +14,13 @@ import jinja2
 import pytest
 import yaml
 
-from saltext_hamn.runners import hamn as runner
+from saltext_hamn.states import hamn_orch
 from saltext_hamn.utils.orch import decide
 
 STATES = Path(__file__).resolve().parents[2] / "states"
-STATE_ARGS = {"name", "require", "order"}
-SLS = {"setup": decide.SETUP, "switchover": decide.TAKEOVER, "failover": decide.TAKEOVER,
-       "recover": decide.TAKEOVER, "rejoin": decide.REJOIN}
+STATE_ARGS = {"require", "order"}
+SLS = {"setup": decide.SETUP, "switchover": decide.SWITCHOVER, "failover": decide.TAKEOVER,
+       "recover": decide.SWITCHOVER[:-1] + decide.TAKEOVER, "rejoin": decide.REJOIN}
 
 
 def render(sls, pillar=None, test=False, planned=None):
@@ -45,32 +44,32 @@ def args_of(body):
 
 
 @pytest.mark.parametrize("sls", sorted(SLS))
-def test_every_runner_call_matches_the_runner_signature(sls):
+def test_every_state_matches_the_state_function_signature(sls):
     states, calls = render(sls)
     assert not calls, "the real run must not call the runner at render time"
     for ident, body in states.items():
         function, kwargs = args_of(body)
-        assert function == "salt.runner", ident
-        target = inspect.unwrap(getattr(runner, kwargs["name"].split(".", 1)[1]))
-        params = inspect.signature(target).parameters
-        given = set(kwargs) - STATE_ARGS
-        assert given <= set(params), f"{sls}: {ident!r} passes {sorted(given - set(params))} to {kwargs['name']}"
+        module, fun = function.split(".", 1)
+        assert module == "hamn_orch", ident
+        params = inspect.signature(getattr(hamn_orch, fun)).parameters
+        given = (set(kwargs) - STATE_ARGS) | {"name"}  # the state's id is its name
+        assert given <= set(params), f"{sls}: {ident!r} passes {sorted(given - set(params))} to {function}"
         missing = [p for p, v in params.items() if v.default is inspect.Parameter.empty and p not in given]
-        assert not missing, f"{sls}: {ident!r} misses {missing} for {kwargs['name']}"
+        assert not missing, f"{sls}: {ident!r} misses {missing} for {function}"
 
 
 @pytest.mark.parametrize("sls", sorted(SLS))
 def test_steps_are_the_planned_ones_in_one_chain_and_finish_always_runs(sls):
     states, _ = render(sls)
+    functions = [args_of(b)[0] for b in states.values()]
     bodies = [args_of(b)[1] for b in states.values()]
-    names = [b["name"] for b in bodies]
-    assert names[0] == "hamn.begin" and names[-1] == "hamn.finish"
+    assert functions[0] == "hamn_orch.begin" and functions[-1] == "hamn_orch.finish"
     assert bodies[-1]["order"] == "last" and "require" not in bodies[-1]
-    steps = [b["step"] for b in bodies if b["name"] == "hamn.step"]
+    steps = [b["step"] for f, b in zip(functions, bodies) if f == "hamn_orch.step"]
     assert tuple(steps) == tuple(SLS[sls])  # nothing the decision core plans can be missing
     ids = list(states)
     for before, after in zip(ids[:-2], ids[1:-1]):
-        assert {"salt": before} in bodies[ids.index(after)]["require"], f"{after!r} does not require {before!r}"
+        assert {"hamn_orch": before} in bodies[ids.index(after)]["require"], f"{after!r} does not require {before!r}"
 
 
 def test_force_and_fenced_are_passed_through_not_decided():

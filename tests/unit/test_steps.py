@@ -15,13 +15,19 @@ class FakeCtx:
         self.port_open = list(port_open)
         self.fence_ok = fence_ok
         self.cfg = FENCE
+        self.answers = {}
 
     def observe(self, fresh=False):  # pylint: disable=unused-argument
         return self.observations.pop(0) if len(self.observations) > 1 else self.observations[0]
 
     def call(self, node, fun, args=(), kwargs=None, timeout=300):  # pylint: disable=unused-argument
         self.calls.append((node, fun))
-        return {"lsn": "0/5000000"}
+        return self.answers.get(fun, {"lsn": "0/5000000"})
+
+    def call_each(self, calls, timeout=300):  # pylint: disable=unused-argument
+        self.calls.append(sorted((node, fun, tuple(sorted((kwargs or {}).items()))) for node, (fun, _, kwargs)
+                                 in calls.items()))
+        return {node: self.answers.get(fun, {}) for node, (fun, _, _) in calls.items()}
 
     def fence(self, node):
         if not self.fence_ok:
@@ -118,14 +124,46 @@ def test_steps_outside_the_plan_are_skipped_and_a_missing_target_fails():
     broken = run_of(plan)
     broken["plan"]["old"] = None
     with pytest.raises(steps.StepRefused, match="names no old node"):
-        steps.run_step(ctx, broken, "vip-down-old")
+        steps.run_step(ctx, broken, "release-old")
 
 
-def test_handover_after_the_promotion_does_not_wait_again():
+def test_release_old_hands_over_only_a_clean_shutdown_checkpoint():
     plan = decide.decide("switchover", obs(primary(), standby()))
-    ctx = FakeCtx(obs(stopped(), primary(timeline=2)))
-    result = steps.run_step(ctx, run_of(plan), "handover")
-    assert ctx.calls == [("mn1", "hamn.demote")] and "primary already" in result["comment"]
+    ctx = FakeCtx(obs(primary(), standby()))
+    ctx.answers["hamn.release_primary"] = {"lsn": "0/5000000", "state": "shut down", "was_role": "primary"}
+    result = steps.run_step(ctx, run_of(plan), "release-old")
+    assert ctx.calls == [("mn1", "hamn.release_primary")] and result["facts"] == {"handover_lsn": "0/5000000"}
+    ctx.answers["hamn.release_primary"] = {"lsn": None, "state": "in production", "was_role": "primary"}
+    with pytest.raises(steps.StepRefused, match="did not stop cleanly .* hamn.recover"):
+        steps.run_step(ctx, run_of(plan), "release-old")
+    # Resumed after the role moved: the old node runs as a standby and is left running.
+    ctx.answers["hamn.release_primary"] = {"lsn": None, "was_role": "standby"}
+    assert "already runs as a standby" in steps.run_step(ctx, run_of(plan), "release-old")["comment"]
+
+
+def test_switch_runs_both_sides_at_once_with_the_handover_position_and_records_the_promotion():
+    plan = decide.decide("switchover", obs(primary(), standby()))
+    ctx = FakeCtx(obs(primary(), standby()))
+    ctx.answers["hamn.take_over"] = {"promotion": {"changed": True, "timeline": 2}, "released_by_peer": True,
+                                     "vip": {"at": {"vip_raised": 100.004}}}
+    ctx.answers["hamn.release_vip"] = {"at": {"vip_dropped": 100.001}, "vip_dropped": True, "standby_started": True}
+    run = run_of(plan, handover_lsn="0/5000000")
+    result = steps.run_step(ctx, run, "switch")
+    token = run["token"][:16]
+    assert ctx.calls == [[("mn1", "hamn.release_vip", (("run", token),)),
+                          ("mn2", "hamn.take_over", (("force", False), ("lsn", "0/5000000"), ("run", token)))],
+                         ("mn2", "record-promoted")]
+    assert result["facts"]["vip_nowhere_ms"] == 3.0 and "on no node for 3.0 ms" in result["comment"]
+
+
+def test_settle_runs_the_new_primary_and_the_old_one_at_once_and_records_the_rejoin():
+    plan = decide.decide("switchover", obs(primary(), standby()))
+    ctx = FakeCtx(obs(primary(), standby()))
+    ctx.answers["hamn.follow"] = {"method": "restart as standby (clean handover, no rewind)"}
+    result = steps.run_step(ctx, run_of(plan), "settle")
+    assert ctx.calls == [[("mn1", "hamn.follow", ()), ("mn2", "hamn.settle_primary", ())]
+                         , ("mn1", "record-rejoined")]
+    assert "no rewind" in result["comment"]
 
 
 def test_every_step_has_a_description_for_every_orchestration():

@@ -17,7 +17,7 @@ try:
     import psycopg2  # noqa: F401
     import pyroute2  # noqa: F401
 
-    from saltext_hamn.utils import preflight as pre, services
+    from saltext_hamn.utils import handoff, preflight as pre, services
     from saltext_hamn.utils.auto import takeover as auto_takeover, unfence as auto_unfence
     from saltext_hamn.utils.net import vip
     from saltext_hamn.utils.pg import canary, cluster as pg_cluster, demote as pg_demote, peer as pg_peer, postmaster
@@ -248,6 +248,101 @@ def demote(timeout=60):
     timeout = _seconds(timeout, "timeout")
     cfg = _cfg()
     return pg_demote.demote(_local(cfg), cfg, _me(cfg), cfg["postgres"]["version"], timeout=timeout)
+
+
+def release_primary(timeout=60):
+    """
+    A switchover's first step on the old primary: stop the cluster services, then
+    PostgreSQL boot-safe, as ``hamn.demote`` (``lsn`` is the shutdown checkpoint
+    the new primary must hold). A node already running as a standby is left alone.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn1 hamn.release_primary
+    """
+    timeout = _seconds(timeout, "timeout")
+    cfg = _cfg()
+    return _steps(handoff.release_primary, _local(cfg), cfg, _me(cfg), cfg["postgres"]["version"], timeout=timeout)
+
+
+def release_vip(run, timeout=20):
+    """
+    A switchover's handoff on the old primary (stopped boot-safe): wait until the
+    peer is primary and ready, drop the VIP at once and tell the peer over its
+    PostgreSQL, then start PostgreSQL here as the peer's standby. ``run`` is the
+    orchestration run's id (hex); the peer runs ``hamn.take_over`` with the same.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn1 hamn.release_vip run=0123456789abcdef
+    """
+    timeout = _seconds(timeout, "timeout")
+    cfg = _cfg()
+    return handoff.release_vip(_local(cfg), cfg, _me(cfg), cfg["postgres"]["version"], _run_id(run), timeout=timeout)
+
+
+def take_over(run, lsn=None, force=False, timeout=20):
+    """
+    A switchover's handoff on the new primary: check this standby holds ``lsn``
+    (the old primary's shutdown checkpoint) and the peer does not run as primary,
+    promote (lag guard; ``force`` overrides), then take the VIP the moment the peer
+    says it dropped it (``hamn.release_vip`` with the same ``run``), with the ARP
+    guard. Without the peer's word within ``timeout`` the full ARP probe decides.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn2 hamn.take_over run=0123456789abcdef lsn=0/3000148
+    """
+    force, timeout = _bool(force, "force"), _seconds(timeout, "timeout")
+    if lsn is not None:
+        lsn = str(lsn)
+    cfg = _cfg()
+    return handoff.take_over(_local(cfg), cfg, _me(cfg), _run_id(run), lsn=lsn, force=force, timeout=timeout)
+
+
+def settle_primary():
+    """
+    After a switchover on the new primary: CHECKPOINT (pg_control records the new
+    timeline), start the cluster services, run the post-promotion commands.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn2 hamn.settle_primary
+    """
+    cfg = _cfg()
+    return _steps(handoff.settle_primary, _local(cfg), cfg, _me(cfg))
+
+
+def follow(timeout=3600):
+    """
+    After a switchover on the old primary: wait until it streams from the new
+    primary on its timeline (it was started as standby by ``hamn.release_vip``);
+    otherwise rejoin it with ``hamn.rewind`` (fallback: base backup).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mn1 hamn.follow
+    """
+    timeout = _seconds(timeout, "timeout")
+    cfg = _cfg()
+    return handoff.follow(_local(cfg), cfg, _me(cfg), cfg["postgres"]["version"], timeout=timeout)
+
+
+def _run_id(run):
+    text = str(run)
+    if not text or len(text) > 32 or any(c not in "0123456789abcdef" for c in text):
+        raise SaltInvocationError(f"run: expected the orchestration run's id (hex digits), got {run!r}")
+    return text
 
 
 def start_db(timeout=60):

@@ -31,13 +31,14 @@ import time
 
 import psycopg2
 
-from saltext_hamn.utils import config
+from saltext_hamn.utils import config, services
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.net import handover
 from saltext_hamn.utils.pg import connection, demote as pg_demote, peer as pg_peer, postmaster
-from saltext_hamn.utils.pg import promote as pg_promote, standby, status
+from saltext_hamn.utils.pg import promote as pg_promote, rewind as pg_rewind, standby, status
 
 POLL_SECONDS = 0.002
+FOLLOW_SECONDS = 15.0  # a cleanly stopped old primary streams within a second; then it is rewound
 _RUN_CHARS = frozenset("0123456789abcdef")
 
 
@@ -50,6 +51,22 @@ def marker(run, word=None):
 
 
 # --------------------------------------------------------------------------- old node
+
+
+def release_primary(cluster, cfg, me, major, timeout=60):
+    """Step ``release-old``: stop the cluster services, then PostgreSQL boot-safe (a
+    clean shutdown whose checkpoint the new node must hold before it promotes).
+
+    Idempotent: a node already running as a standby is left running (a resumed run
+    after the role moved); a stopped one only gets its standby config again.
+    """
+    stopped_services = services.stop_services(cfg)
+    here = status.collect(cluster)
+    if here["role"] == "standby":
+        return {"services": stopped_services, "changed": False, "was_role": "standby", "lsn": None,
+                "state": "in archive recovery", "boot_safe": True,
+                "comment": "already runs as a standby: nothing to release"}
+    return {"services": stopped_services, **pg_demote.demote(cluster, cfg, me, major, timeout=timeout)}
 
 
 HOLD_MARKER_SECONDS = 1.0  # the new node polls every millisecond; this is ample
@@ -128,13 +145,34 @@ def _wait_acknowledged(conn, deadline):
     return False
 
 
+def follow(cluster, cfg, me, major, timeout=3600):
+    """Step ``settle`` on the old node: it streams from the new primary on its timeline.
+
+    After a clean handover it was started as a standby by :func:`release_vip` and
+    only needs a moment; otherwise (it was not boot-safe, or cannot follow the new
+    timeline) ``hamn.rewind`` with its fallback rejoins it.
+    """
+    started = time.monotonic()
+    host, _, _ = standby.peer_endpoint(cfg, me)
+    peer = standby.require_peer_primary(cluster, cfg, me)
+    deadline = started + FOLLOW_SECONDS
+    info = status.collect(cluster)
+    while info["running"] and time.monotonic() < deadline:
+        if pg_rewind.already_following(info, host, peer["timeline"]):
+            return {"changed": True, "method": "restart as standby (clean handover, no rewind)",
+                    "timeline": peer["timeline"], "seconds": round(time.monotonic() - started, 3)}
+        time.sleep(0.05)
+        info = status.collect(cluster)
+    return pg_rewind.rewind(cluster, cfg, me, major, fallback=True, timeout=timeout)
+
+
 def _start_as_standby(cluster, major):
     """Start the stopped, boot-safe old primary: it comes up as the new primary's standby."""
     if not postmaster.has_data(cluster) or postmaster.is_running(cluster):
         return False
     if not os.path.exists(pg_demote.signal_path(cluster, major)):
         return False  # not boot-safe: never start it here; the rejoin step decides
-    return postmaster.start(cluster)
+    return postmaster.start(cluster, wait=False)  # follow() (step settle) sees it streaming
 
 
 # --------------------------------------------------------------------------- new node
@@ -173,6 +211,16 @@ def take_over(cluster, cfg, me, run, lsn=None, force=False, timeout=20.0, netns=
                   vip_seconds=round(time.monotonic() - promoted_at, 3),
                   seconds=round(time.monotonic() - started, 3))
     return result
+
+
+def settle_primary(cluster, cfg, me):
+    """Step ``settle`` on the new primary: the checkpoint that records its timeline in
+    pg_control (pg_rewind needs it), then the cluster services and the
+    post-promotion commands (makedns, makedhcp -a, makeconservercf)."""
+    checkpoint = pg_promote.checkpoint(cluster)
+    started = services.start_services(cfg)
+    hooks = services.run_hooks(cfg, "post_promotion", node=me)
+    return {"checkpoint": checkpoint, "services": started, "hooks": hooks}
 
 
 def _take_vip(cluster, claim, run, deadline):

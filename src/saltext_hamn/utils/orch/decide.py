@@ -12,7 +12,6 @@ rejoins).
 
 from dataclasses import asdict, dataclass, field
 
-from saltext_hamn.utils import config
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.pg import lsn as pg_lsn
 
@@ -22,21 +21,20 @@ ORCHESTRATIONS = ("setup", "switchover", "failover", "rejoin", "recover")
 ORDER = (
     "preflight", "replication-primary", "replication-standby", "setup-verify", "setup-vip-up",
     "resolution-primary", "resolution-standby", "site", "files-primary", "files-standby",
-    "services-stop-old", "service-nodes-stop", "demote-old", "handover", "vip-down-old", "fence-old",
-    "promote", "vip-up", "standby-old", "services-start", "post-promotion", "service-nodes-start", "diskless-reset",
+    "release-old", "switch", "settle",
+    "services-stop-old", "service-nodes-stop", "demote-old", "vip-down-old", "fence-old",
+    "promote", "vip-up", "services-start", "post-promotion", "service-nodes-start", "diskless-reset",
     "rejoin-old", "verify",
 )
 SETUP = ORDER[:10]
+# A planned switchover: one call per node per phase, the VIP handed over node to node
+# (utils/handoff.py); every step idempotent, so a resumed switchover runs the same list.
+SWITCHOVER = ("release-old", "switch", "settle", "verify")
 TAKEOVER_TAIL = ("promote", "vip-up", "services-start", "post-promotion", "service-nodes-start", "diskless-reset")
-SWITCHOVER = ("services-stop-old", "service-nodes-stop", "handover", "vip-down-old", *TAKEOVER_TAIL,
-              "rejoin-old", "verify")
 FAILOVER_OLD_ANSWERS = ("services-stop-old", "service-nodes-stop", "demote-old", "vip-down-old", *TAKEOVER_TAIL)
 FAILOVER_OLD_SILENT = ("service-nodes-stop", "fence-old", *TAKEOVER_TAIL)
-TAKEOVER = ORDER[10:]  # what switchover.sls, failover.sls and recover.sls list
+TAKEOVER = ORDER[13:]  # what failover.sls lists; recover.sls lists SWITCHOVER's steps, then these
 REJOIN = ("services-stop-old", "vip-down-old", "rejoin-old", "verify")
-# Steps that act on the old node's services/VIP/database: never before the new node
-# has answered as promotable (failover) - see steps.py.
-TOUCHES_OLD = ("services-stop-old", "demote-old", "handover", "vip-down-old", "fence-old")
 
 
 class Refused(HamnError):
@@ -240,16 +238,6 @@ def setup(obs):
     return Plan("setup", new=new, old=obs.other(new).name, steps=list(SETUP), reason=f"primary {new}: {why}")
 
 
-def switchover_steps(mode):
-    """In the sync modes the new primary names the old one as its synchronous standby: the old
-    one follows right after the VIP is up, before services and hooks that may write (else
-    their commits wait for it, or the pair is let through "not loss-free")."""
-    steps = list(SWITCHOVER)
-    if mode in config.SYNC_MODES:
-        steps.insert(steps.index("vip-up") + 1, "standby-old")
-    return steps
-
-
 def switchover(obs):
     if obs.silent:
         silent = obs.silent[0]
@@ -273,7 +261,7 @@ def switchover(obs):
         raise Refused(f"the VIP is on the standby {new.name}, not on the primary {old.name}",
                       "salt-run state.orchestrate hamn.recover puts it on the primary")
     notes = [] if old.holds_vip else [f"the VIP is on no node; it is raised on {new.name}"]
-    return Plan("switchover", new=new.name, old=old.name, steps=switchover_steps(obs.replication_mode()),
+    return Plan("switchover", new=new.name, old=old.name, steps=list(SWITCHOVER),
                 reason=f"{old.name} is primary, {new.name} streams from it", notes=notes)
 
 
@@ -363,18 +351,20 @@ def resume(obs):
         plan = setup(obs)
     elif run.name == "rejoin":
         plan = rejoin(obs)
+    elif run.name == "switchover" and old.answered and old.writable:
+        plan = switchover(obs)  # stopped before the old primary was touched: start it again
+    elif run.name == "switchover" and old.answered:
+        if not new.writable:
+            _promotable(obs, new, None)
+        where = f"{new.name} is primary already" if new.writable else f"{new.name} takes over"
+        plan = Plan(run.name, new=new.name, old=old.name, reason=f"{old.name} is not primary, {where}",
+                    steps=list(SWITCHOVER))  # every step picks up where the interrupted one stopped
     elif new.writable:
         plan = recover(obs)  # promoted already: finish what follows the promotion
         after = ["post-promotion", "service-nodes-start", "diskless-reset"]
         if run.name == "failover":  # the failed node rejoins later, by hamn.rejoin
             plan.steps = [s for s in plan.steps if s not in ("rejoin-old", "verify")]
         plan.steps = [s for s in ORDER if s in plan.steps or s in after]
-    elif run.name == "switchover" and old.answered and old.writable:
-        plan = switchover(obs)  # stopped before the old primary was touched: start it again
-    elif run.name == "switchover" and old.answered:
-        _promotable(obs, new, None)
-        plan = Plan(run.name, new=new.name, old=old.name, reason=f"{old.name} is stopped, {new.name} takes over",
-                    steps=switchover_steps(obs.replication_mode()))
     else:
         plan = _takeover(run.name, obs, old, new, f"{new.name} was to become primary")
     plan.orchestration = run.name  # the step semantics of the interrupted run

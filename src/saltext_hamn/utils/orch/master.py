@@ -138,6 +138,26 @@ class Master:
             raise HamnError(f"{fun} failed on {node}: {one_line(result.get('ret'))}")
         return result.get("ret")
 
+    def call_each(self, calls, timeout=300):
+        """Different functions on different nodes at the same time: ``{node: (fun, args,
+        kwargs)}`` -> ``{node: return}``. Waits for all; then raises for the failures
+        (MasterLost first: then no answer means anything)."""
+        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+            futures = {node: pool.submit(self.call_one, node, fun, args, kwargs, timeout)
+                       for node, (fun, args, kwargs) in calls.items()}
+        results, errors = {}, {}
+        for node, future in futures.items():
+            try:
+                results[node] = future.result()
+            except Exception as exc:  # pylint: disable=broad-except
+                errors[node] = exc
+        lost = next((e for e in errors.values() if isinstance(e, MasterLost)), None)
+        if lost:
+            raise lost
+        if errors:
+            raise HamnError("; ".join(one_line(e) for e in errors.values()))
+        return results
+
     def call_target(self, target, tgt_type, fun, args, timeout=300):
         """``fun`` on every minion of a target (service nodes); fails if any fails or none answers."""
         results = self.call(target, fun, args, timeout=timeout, tgt_type=tgt_type)
@@ -274,6 +294,9 @@ class StepContext:
 
     def call(self, node, fun, args=(), kwargs=None, timeout=300):
         return self.master.call_one(node, fun, args, kwargs, timeout)
+
+    def call_each(self, calls, timeout=300):
+        return self.master.call_each(calls, timeout)
 
     def call_target(self, target, tgt_type, fun, args):
         return self.master.call_target(target, tgt_type, fun, args)

@@ -34,10 +34,12 @@ DESCRIPTIONS = {
     "site": "site table master/nameservers = VIP on {new}",
     "files-primary": "push the synced files from {new}",
     "files-standby": "first file sync onto {old}",
+    "release-old": "stop xCAT services on {old}, then its PostgreSQL boot-safe (clean shutdown checkpoint)",
+    "switch": "promote {new} and hand the VIP over from {old} node to node; {old} restarts as standby",
+    "settle": "{new}: checkpoint, xCAT services, post-promotion commands; {old} streams from it",
     "services-stop-old": "stop xCAT services on {old}",
     "service-nodes-stop": "stop the services on the service nodes",
     "demote-old": "stop PostgreSQL on {old}, boot-safe (any later start is a standby)",
-    "handover": "stop PostgreSQL on {old} boot-safe, wait until {new} has received all of it",
     "vip-down-old": "drop the VIP on {old}",
     "fence-old": "fence {old} if it does not answer",
     "promote": "promote {new} once {old} is proven not writable",
@@ -46,7 +48,6 @@ DESCRIPTIONS = {
     "post-promotion": "run the post-promotion commands on {new}",
     "service-nodes-start": "start the services on the service nodes",
     "diskless-reset": "reset the diskless nodes",
-    "standby-old": "sync modes: start {old} as standby of {new} before services and hooks",
     "rejoin-old": "rejoin {old} as standby of {new}",
     "verify": "verify replication {new} -> {old}",
 }
@@ -169,20 +170,73 @@ def _demote_old(ctx, run, plan):
             "facts": {"handover_lsn": ret.get("lsn")}}
 
 
-def _handover(ctx, run, plan):
-    stopped = ctx.call(plan["old"], "hamn.demote", (), {}, 120)
-    lsn = stopped.get("lsn")
-    if lsn is None:  # no clean shutdown checkpoint: nothing proves what the standby must have
-        raise StepRefused(f"{plan['old']} did not stop cleanly (pg_control: {stopped.get('state')}), so it is "
+def _release_old(ctx, run, plan):
+    """The old primary stops its services and PostgreSQL (boot-safe) in one call; the
+    service nodes stop first, as they write to the database too."""
+    done = _service_nodes("stop")(ctx, run, plan)["comment"] if _has_service_nodes(ctx) else None
+    ret = ctx.call(plan["old"], "hamn.release_primary", (), {}, 120)
+    lsn = ret.get("lsn")
+    if ret.get("was_role") == "standby":
+        comment = f"{plan['old']} already runs as a standby"
+    elif lsn is None:
+        raise StepRefused(f"{plan['old']} did not stop cleanly (pg_control: {ret.get('state')}), so it is "
                           f"unknown whether {plan['new']} has all of its WAL; {plan['old']} is left boot-safe. "
                           "Next: salt-run state.orchestrate hamn.recover (its lag guard decides)")
-    obs = ctx.observe()
-    if obs.node(plan["new"]).writable:  # resumed after the promotion: nothing left to wait for
-        return {"comment": f"{plan['old']} stopped at {lsn}; {plan['new']} is primary already", "ret": stopped,
-                "facts": {"handover_lsn": lsn}}
-    reached = ctx.call(plan["new"], "hamn.wait_for_lsn", (lsn,), {"timeout": 120}, 150)
-    return {"comment": f"{plan['old']} stopped at {lsn}; {plan['new']} received it", "ret": reached,
-            "facts": {"handover_lsn": lsn}}
+    else:
+        comment = f"{plan['old']} stopped boot-safe at {lsn}"
+    if done:
+        comment = f"{done}; {comment}"
+    return {"comment": comment, "ret": ret, "facts": {"handover_lsn": lsn}}
+
+
+def _has_service_nodes(ctx):
+    return bool(((ctx.config() or {}).get("services") or {}).get("service_nodes", {}).get("target"))
+
+
+def _switch(ctx, run, plan):
+    """Both nodes at once (utils/handoff.py): the new one promotes once it holds the old
+    one's shutdown checkpoint and takes the VIP the moment the old one drops it."""
+    new, old, token = plan["new"], plan["old"], run["token"][:16]
+    answers = ctx.call_each({
+        new: ("hamn.take_over", (), {"run": token, "lsn": run.get("handover_lsn"),
+                                     "force": bool(plan.get("force"))}),
+        old: ("hamn.release_vip", (), {"run": token}),
+    }, 120)
+    ctx.promoted(plan, run)
+    took, released = answers[new], answers[old]
+    raised, dropped = (took.get("vip") or {}).get("at", {}), released.get("at", {})
+    nowhere = None
+    if released.get("vip_dropped") and raised.get("vip_raised") and dropped.get("vip_dropped"):
+        nowhere = round((raised["vip_raised"] - dropped["vip_dropped"]) * 1000, 1)
+    how = (f"the VIP was on no node for {nowhere} ms" if nowhere is not None else
+           "VIP raised" + ("" if took.get("released_by_peer") else " after a full ARP probe (no word from the old node)"))
+    promotion = took.get("promotion") or {}
+    what = "promoted" if promotion.get("changed") else "primary already"
+    comment = (f"{new} {what} (timeline {promotion.get('timeline')}); {how}; {old} "
+               + ("started as standby" if released.get("standby_started") else "not started here"))
+    return {"comment": comment, "ret": answers,
+            "facts": {"promoted": True, "vip_nowhere_ms": nowhere, "handoff": {"new": took, "old": released}}}
+
+
+def _settle(ctx, run, plan):
+    """The new primary's checkpoint, services and hooks while the old one settles as
+    its standby; then the service nodes and the diskless reset, when configured."""
+    # Preconditions checked where they hold: settle_primary refuses on a standby,
+    # follow refuses unless the peer is primary.
+    new, old = plan["new"], plan["old"]
+    answers = ctx.call_each({new: ("hamn.settle_primary", (), {}), old: ("hamn.follow", (), {})}, 3600)
+    ctx.rejoined(old)
+    followed = answers[old]
+    comment = f"{new}: services and post-promotion commands done; {old} follows {new} ({followed.get('method') or followed.get('comment')})"
+    if followed.get("method") and followed.get("comment"):
+        comment += f"; {followed['comment']}"
+    if _has_service_nodes(ctx):
+        comment += "; " + _service_nodes("start")(ctx, run, plan)["comment"]
+    reset = (ctx.config().get("hooks") or {}).get("diskless_reset") or {}
+    if reset.get("enabled"):
+        ctx.call(new, "hamn.run_hooks", (), {"which": "diskless_reset"}, 1800)
+        comment += "; diskless nodes reset"
+    return {"comment": comment, "ret": answers}
 
 
 def _fence_old(ctx, run, plan):
@@ -237,6 +291,9 @@ def _rejoin_old(ctx, run, plan):
 
 _STEPS = {
     "preflight": _preflight,
+    "release-old": _release_old,
+    "switch": _switch,
+    "settle": _settle,
     "replication-primary": _on_new("state.apply", "hamn.replication", timeout=600),
     "replication-standby": _on_old("state.apply", "hamn.replication", timeout=3600),
     "setup-verify": _on_new("hamn.verify_replication"),
@@ -249,7 +306,6 @@ _STEPS = {
     "services-stop-old": _services_stop_old,
     "service-nodes-stop": _service_nodes("stop"),
     "demote-old": _demote_old,
-    "handover": _handover,
     "vip-down-old": _on_old("hamn.vip_down"),
     "fence-old": _fence_old,
     "promote": _promote,
@@ -258,7 +314,6 @@ _STEPS = {
     "post-promotion": _on_new("hamn.run_hooks", timeout=1800),
     "service-nodes-start": _service_nodes("start"),
     "diskless-reset": _on_new("hamn.run_hooks", which="diskless_reset", timeout=1800),
-    "standby-old": _rejoin_old,
     "rejoin-old": _rejoin_old,
     "verify": _on_new("hamn.verify_replication"),
 }

@@ -1,0 +1,45 @@
+"""The switchover handoff's pure parts: the words it exchanges and when the VIP is free."""
+
+import pytest
+
+from saltext_hamn.states import hamn_orch
+from saltext_hamn.utils import handoff
+from saltext_hamn.utils.errors import HamnError
+
+
+def test_the_words_carry_the_run_and_fit_an_application_name():
+    run = "0123456789abcdef"
+    assert handoff.marker(run) == "hamn-handoff-0123456789abcdef"
+    released = handoff.marker(run, "released-0a1b2c3d4e5f")
+    assert released.endswith("-released-0a1b2c3d4e5f") and len(released) <= 63  # NAMEDATALEN - 1
+    for bad in ("", "ABC", "12;drop", "x" * 8):
+        with pytest.raises(HamnError, match="run token's hex"):
+            handoff.marker(bad)
+
+
+@pytest.mark.parametrize("holders, dropped, free", [
+    (["0a:1b:2c:3d:4e:5f"], "0a1b2c3d4e5f", True),  # only the old node held it, and dropped it
+    ([], "0a1b2c3d4e5f", True),  # the survey missed its answer: still only the old node's
+    ([], "none", True),  # nobody held it
+    (["0a:1b:2c:3d:4e:5f"], "none", False),  # someone held it, and it was not the old node
+    (["99:99:99:99:99:99"], "0a1b2c3d4e5f", False),  # a third host answered the survey
+])
+def test_the_vip_is_taken_without_a_full_probe_only_when_nobody_else_held_it(holders, dropped, free):
+    assert handoff._proven_free(holders, dropped) is free  # pylint: disable=protected-access
+
+
+def test_an_orchestration_step_fails_with_one_line_and_never_raises(monkeypatch):
+    monkeypatch.setattr(hamn_orch, "__opts__", {"cachedir": "/nonexistent"}, raising=False)
+
+    def refused(master, orchestration):  # pylint: disable=unused-argument
+        raise HamnError("switchover refused: mn2 lags\nNext: wait")
+
+    def broken(master, orchestration):  # pylint: disable=unused-argument
+        raise TypeError("unexpected keyword")
+
+    ret = hamn_orch._state("begin", refused, "switchover")  # pylint: disable=protected-access
+    assert ret["result"] is False and ret["comment"] == "Next: wait"
+    ret = hamn_orch._state("begin", broken, "switchover")  # pylint: disable=protected-access
+    assert ret["result"] is False and "internal error (TypeError" in ret["comment"]
+    ret = hamn_orch._state("begin", lambda m, o: f"run: {o}", "switchover")  # pylint: disable=protected-access
+    assert ret["result"] is True and ret["changes"] == {"return": "run: switchover"}
