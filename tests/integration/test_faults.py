@@ -248,8 +248,7 @@ def _start_switchover_and_wait_for(lab, step):
     return process
 
 
-SWITCHOVER_STEPS = ["services-stop-old", "handover", "vip-down-old", "promote", "vip-up", "services-start",
-                    "post-promotion", "rejoin-old", "verify"]
+SWITCHOVER_STEPS = ["release-old", "switch", "settle", "verify"]
 
 
 @pytest.mark.parametrize("step", SWITCHOVER_STEPS)

@@ -88,6 +88,10 @@ def release_vip(cluster, cfg, me, major, run, timeout=20.0, netns=None):
     host, port, user = standby.peer_endpoint(cfg, me)
     password = cfg["postgres"]["replication"]["password"]
     with handover.Release(cfg, netns) as vip_here:
+        if not vip_here.held():  # nothing to hand over (on no node, or moved already): the new node probes
+            return {"vip_dropped": False, "comment": "the VIP is not on this node",
+                    "standby_started": _start_as_standby(cluster, major),
+                    "seconds": round(time.monotonic() - started, 3)}
         mac = vip_here.mac().replace(":", "")
         conn = _wait_for_ready_peer(host, port, user, password, run, started + float(timeout))
         try:
@@ -230,6 +234,11 @@ def _take_vip(cluster, claim, run, deadline):
     if len(holders) > 1:
         raise HamnError(f"the VIP {claim.address} is answered by several hosts ({', '.join(holders)}): "
                         "not taking it; find the other holder")
+    if not holders:  # on no node (the old one has nothing to hand over): the full probe decides
+        answers = claim.full_probe()
+        if answers:
+            raise HamnError(f"VIP {claim.address} is in use: answered by {', '.join(answers)}; not adding it")
+        return claim.take(), False
     stamps = {"surveyed": time.time()}
     with connection.session(cluster) as conn:
         connection.query(conn, "SELECT set_config('application_name', %s, false)", (marker(run, "ready"),))
