@@ -47,12 +47,17 @@ def takeover(cluster, cfg, me, *, peer_fenced, primary_lsn=None, timeout=60, sle
                 log.info("takeover: waiting %.2f s until the lease this node last renewed has surely run out", waited)
                 sleep(waited)
         t_promote = time.monotonic()
-        promoted = pg_promote.promote(cluster, cfg, me, force=False, primary_lsn=primary_lsn, timeout=timeout)
+        promoted = pg_promote.promote(cluster, cfg, me, force=False, primary_lsn=primary_lsn, timeout=timeout,
+                                      checkpoint=False)
         t_vip = time.monotonic()
-        raised = vip.up(cfg)
+        # The VIP answers once added; the later gratuitous ARP rounds need not hold up the call.
+        raised = vip.up(cfg, announce_later=True)
     finally:
         ledger.release_peer(state_dir)
+    t_checkpoint = time.monotonic()
+    # After the VIP: pg_rewind of the old primary later needs the new timeline in pg_control.
+    checkpoint = pg_promote.checkpoint(cluster)
     done = time.monotonic()
-    return {"promoted": promoted, "vip": raised, "lease_waited": round(waited, 3),
+    return {"promoted": promoted, "vip": raised, "checkpoint": checkpoint, "lease_waited": round(waited, 3),
             "seconds": round(done - started, 3), "promote_seconds": round(t_vip - t_promote, 3),
-            "vip_seconds": round(done - t_vip, 3)}
+            "vip_seconds": round(t_checkpoint - t_vip, 3), "checkpoint_seconds": round(done - t_checkpoint, 3)}
