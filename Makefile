@@ -38,7 +38,7 @@ venv: $(STAMP)
 $(STAMP): setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,drill]'
 	touch $@
 
 bench: deps $(STAMP)  ## on demand, not in CI: switchover/failover outage, medians
