@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test deps venv unit functional integration faults bench bench-auto lab-down clean
 
-demo: deps $(STAMP)  ## bring the lab up, show replication through the VIP, tear down
+demo: deps $(STAMP)  ## the drill in a fresh lab: its report, the Markdown's and the timeline picture's paths
 	$(VENV)/bin/hamn-lab demo
 
 # Two workers, whole test files each (module-scoped labs stay in one process): the
