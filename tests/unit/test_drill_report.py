@@ -177,6 +177,15 @@ def test_save_writes_the_files(log, tmp_path):
         assert rep["files"]["png"] is None and "pip install" in said[0]
 
 
+def test_save_copies_hamns_divergence_reports(log, tmp_path):
+    log["kept"] = [{"node": "mn2", "dir": "/lab/mn2/hamn-diverged/20260101T000000Z-tl2",
+                    "report": {"diverged": True, "commits": 2}}]
+    rep = outputs.save(log, tmp_path, lambda m: None)
+    copied = tmp_path / "diverged-mn2-20260101T000000Z-tl2.json"
+    assert json.loads(copied.read_text())["commits"] == 2
+    assert rep["files"]["diverged_reports"] == [str(copied)] and str(copied) in report.table(rep)
+
+
 def test_without_matplotlib_the_report_says_how_to_get_the_picture(log, tmp_path, monkeypatch):
     monkeypatch.setattr(timeline, "available", lambda: False)
     said = []
@@ -191,3 +200,25 @@ def test_timeline_png(log, tmp_path):
     data = (tmp_path / "t.png").read_bytes()
     assert path == str(tmp_path / "t.png")
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_a_drill_that_failed_early_still_reports(tmp_path):
+    """Setup failed: no writer, no run records, no primary to read back from."""
+    from types import SimpleNamespace
+
+    from saltext_hamn.lab import scenario
+    from saltext_hamn.lab.spec import LabSpec
+
+    spec = LabSpec(prefix="syn", base_dir=str(tmp_path))
+    lab = SimpleNamespace(spec=spec, current_primary=lambda: None,
+                          cluster=lambda node: SimpleNamespace(data_dir=str(tmp_path / node / "pgdata")))
+    said = []
+    drill = scenario.Drill(lab, said.append)
+    drill.phases.append({"name": "setup", "start": drill.started, "end": drill.started + 1})
+    log = drill.collect("hamn.setup failed")
+    assert log["error"] == "hamn.setup failed" and log["runs"] == [] and log["read_from"] is None
+    assert any("no primary at the end" in line for line in said)
+    rep = outputs.save(log, tmp_path / "out", said.append)
+    assert rep["error"] == "hamn.setup failed" and rep["writes"]["acknowledged"] == 0
+    assert "Steps (from the run records)" in report.table(rep)
+    assert "drill FAILED: hamn.setup failed" in report.table(rep)

@@ -21,6 +21,11 @@ def save(log, out_dir, say):
     (out / "drill-log.json").write_text(json.dumps(log), encoding="utf-8")
     files = {"dir": str(out), "log": str(out / "drill-log.json"), "json": str(out / "report.json"),
              "markdown": str(out / "report.md"), "png": None}
+    # hamn's own reports of the diverged history it kept: the lab's copy went with down.
+    for kept in log.get("kept") or []:
+        path = out / f"diverged-{kept['node']}-{Path(kept['dir']).name}.json"
+        path.write_text(json.dumps(kept["report"], indent=2), encoding="utf-8")
+        files.setdefault("diverged_reports", []).append(str(path))
     report = drill_report.build({**log, "files": files})
     if timeline.available():
         try:

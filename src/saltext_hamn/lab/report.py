@@ -127,7 +127,10 @@ def build(log):
     """The report from the drill's ``log`` (see ``scenario.Drill.log``)."""
     t0 = log["started"]
     phases = log.get("phases") or []
-    rel = lambda t: None if t is None else round(t - t0, 3)  # noqa: E731
+
+    def rel(t):
+        return None if t is None else round(t - t0, 3)
+
     writer = log["writer"]
     outages = write_outages(writer["acks"], writer["failures"], writer["started"], writer["stopped"])
     for out in outages:
@@ -262,6 +265,10 @@ def table(report, width=70):
 def _footer(report):
     files = report.get("files") or {}
     lines = [f"drill: {_num(report.get('seconds'), 1)} s, times are seconds since it started"]
+    if report.get("error"):
+        lines.append(f"drill FAILED: {report['error']} (the figures above cover what ran)")
+    for path in files.get("diverged_reports") or []:
+        lines.append(f"hamn's report of the diverged commits it kept (copied before the lab went down): {path}")
     if files.get("markdown"):
         lines.append(f"report: {files['markdown']}")
     if files.get("png"):

@@ -10,14 +10,16 @@ read back from the final primary (report.build turns it into figures).
 """
 
 import contextlib
+import json
 import time
+from pathlib import Path
 
 from saltext_hamn.lab import drill, saltd
 from saltext_hamn.lab.client import VipWriter
 from saltext_hamn.utils import proc
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.orch import history
-from saltext_hamn.utils.pg import connection
+from saltext_hamn.utils.pg import connection, divergence
 
 WRITER_TABLE = "hamn_drill"
 # Writes going before each switch: a baseline in the picture, and a commit acknowledged
@@ -177,25 +179,35 @@ class Drill:
         finally:
             conn.close()
 
+    def kept_reports(self):
+        """hamn's report.json of each diverged history it kept aside (the lab, and they, go with down)."""
+        found = []
+        for node in self.spec.nodes:
+            keep_dir = Path(self.lab.cluster(node).data_dir).parent / divergence.KEEP_DIR_NAME
+            for path in sorted(keep_dir.glob(f"*/{divergence.REPORT_FILE}")):
+                found.append({"node": node, "dir": str(path.parent),
+                              "report": json.loads(path.read_text(encoding="utf-8"))})
+        return found
+
     def collect(self, error=None):
         """Stop the writer, read everything back (while the lab still runs); returns the log."""
         if self.writer is not None:
             self.writer.finish()
         log = {"lab": self.spec.prefix, "started": self.started, "finished": time.time(), "error": error,
-               "phases": self.phases, "events": self.events, "lag": self.lag, "runs": [], "found": [],
+               "phases": self.phases, "events": self.events, "lag": self.lag, "runs": [], "found": [], "kept": [],
                "read_from": None,
                "writer": self.writer.log() if self.writer else
                {"table": WRITER_TABLE, "started": self.started, "stopped": self.started, "acks": [], "failures": []}}
-        for what, get in (("runs", self.runs), ("read_back", self.read_back)):
+        for what, get in (("runs", self.runs), ("read_back", self.read_back), ("kept", self.kept_reports)):
             try:
                 value = get()
             except Exception as exc:  # pylint: disable=broad-except
                 self.say(f"could not collect {what}: {exc}")
                 log["error"] = log["error"] or f"could not collect {what}: {exc}"
                 continue
-            if what == "runs":
-                log["runs"] = value
-            else:
+            if what == "read_back":
                 log["read_from"], log["found"] = value
+            else:
+                log[what] = value
         self.collected = log
         return log
