@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test deps venv unit functional integration faults bench bench-auto lab-down clean
 
-demo: deps $(STAMP)  ## bring the lab up, show replication through the VIP, tear down
+demo: deps $(STAMP)  ## the drill in a fresh lab: its report, the Markdown's and the timeline picture's paths
 	$(VENV)/bin/hamn-lab demo
 
 # Two workers, whole test files each (module-scoped labs stay in one process): the
@@ -38,7 +38,7 @@ venv: $(STAMP)
 $(STAMP): setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,drill]'
 	touch $@
 
 bench: deps $(STAMP)  ## on demand, not in CI: switchover/failover outage, medians

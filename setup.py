@@ -19,6 +19,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-salt-factories>=1.0.5", "pytest-xdist>=3"],
+        # The drill's timeline picture (hamn-lab drill / make demo); the report works without it.
+        "drill": ["matplotlib>=3.7"],
     },
     entry_points={
         # New-style Salt extension entry point: Salt looks for modules/, states/,

@@ -5,10 +5,9 @@ import json
 import os
 import sys
 
-from saltext_hamn.lab import drill, saltd
+from saltext_hamn.lab import outputs, report, saltd, scenario
 from saltext_hamn.lab.lab import Lab, say
 from saltext_hamn.lab.spec import LabSpec
-from saltext_hamn.utils import proc
 from saltext_hamn.utils.errors import HamnError
 
 
@@ -19,7 +18,14 @@ def _parser():
     sub.add_parser("up", help="build or repair the lab; waits until minions answer and the standby streams")
     sub.add_parser("down", help="remove every namespace, process and directory of the lab")
     sub.add_parser("status", help="show namespaces, PostgreSQL roles, daemons")
-    sub.add_parser("demo", help="up, write a canary through the VIP, read it on the standby, down")
+    for name, text in (("demo", "the drill with its report as tables: setup, switchover, the primary killed, "
+                                "automatic failover, rejoin; a client writes through the VIP all along; down"),
+                       ("drill", "the same, for machines too: --json prints the figures as one JSON document")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--out", help="directory for the report, the Markdown and the timeline picture "
+                       "(default: a timestamped directory beside the lab)")
+        if name == "drill":
+            p.add_argument("--json", action="store_true", help="one JSON document on stdout, progress on stderr")
     for name in ("salt", "salt-run"):
         p = sub.add_parser(name, help=f"run {name} on the lab master (witness namespace)")
         p.add_argument("args", nargs=argparse.REMAINDER)
@@ -47,8 +53,8 @@ def main(argv=None):
             return 1
     elif args.command == "status":
         print(json.dumps(lab.status(), indent=2, sort_keys=True))
-    elif args.command == "demo":
-        return demo(lab)
+    elif args.command in ("demo", "drill"):
+        return run_drill(spec, args.out, as_json=getattr(args, "json", False))
     elif args.command in ("salt", "salt-run"):
         cmd = saltd.salt_cmd(spec, *args.args, runner=args.command == "salt-run")
         return os.spawnvp(os.P_WAIT, cmd[0], cmd)
@@ -62,56 +68,35 @@ def main(argv=None):
     return 0
 
 
-def demo(lab):
-    """The whole drill: setup, switchover, failover after the primary dies, rejoin."""
-    spec = lab.spec
+def run_drill(spec, out_dir=None, as_json=False):
+    """The drill in a fresh lab, torn down after; its report printed and saved."""
+    stream = sys.stderr if as_json else sys.stdout
 
-    def orchestrate(name):
-        say(f"salt-run state.orchestrate hamn.{name}")
-        ok, steps = drill.orchestrate(spec, name)
-        drill.show(say, name, ok, steps)
-        if not ok:
-            raise HamnError(f"hamn.{name} failed")
+    def progress(message):
+        print(f"[hamn-lab] {message}", file=stream, flush=True)
 
+    lab = Lab(spec, out=progress, automation=True)
+    drill = scenario.Drill(lab, progress)
+    error = None
     try:
-        lab.prepare()
-        lab.up_salt()
-        orchestrate("setup")
-        say("lab: create the xCAT database and its role (xCAT's own setup, not hamn's)")
-        lab.xcat_database(lab.current_primary())
-        orchestrate("switchover")
-        lab.canary_through_vip(raise_vip=False)
-        say("salt-run state.orchestrate hamn.failover   (on a healthy pair: must be refused)")
-        ok, steps = drill.orchestrate(spec, "failover")
-        if ok:
-            raise HamnError("hamn.failover ran on a healthy pair")
-        say(f"  refused: {steps[0][3]}")
-        primary = lab.current_primary()
-        standby = next(n for n in spec.nodes if n != primary)
-        say(f"{primary} dies: SIGKILL to its PostgreSQL and its salt-minion; nobody types a command")
-        drill.kill_node_services(spec, primary)
-        took = drill.wait_primary(lab, standby, timeout=60)
-        say(f"  {standby} took over by itself: primary {took:.1f} s after the kill "
-            "(heartbeat -> master's rule -> watchdog fence -> promote + VIP)")
-        print(proc.run(saltd.salt_cmd(spec, "hamn.status", runner=True), check=False).stdout, flush=True)
-        say(f"{primary} is back: its salt-minion starts again")
-        saltd.start_minion(spec, primary)
-        saltd.wait_minion_ready(spec, primary)
-        orchestrate("rejoin")
-        token = lab.canary_through_vip(raise_vip=False)
-        print(proc.run(saltd.salt_cmd(spec, "hamn.status", runner=True), check=False).stdout, flush=True)
+        drill.run()
     except HamnError as exc:
-        say(f"demo failed: {exc}")
-        return 1
+        error = str(exc)
+        progress(f"drill failed: {exc}")
     finally:
+        log = drill.collect(error)  # before down: the run records and the rows live in the lab
         lab.down()
+    saved = outputs.save(log, out_dir or outputs.default_dir(spec), progress)
     left = lab.leftovers()
     if left:
-        say("left behind: " + "; ".join(left))
-        return 1
-    say(f"demo complete: setup, switchover, failover and rejoin done; the canary row {token} "
-        "written through the VIP on the primary was read on the standby")
-    return 0
+        progress("left behind: " + "; ".join(left))
+    if as_json:
+        print(json.dumps(saved, indent=2))
+    else:
+        print(report.table(saved), flush=True)
+    if error is None and not left:
+        progress("drill complete: setup, switchover, refused failover, automatic failover and rejoin done")
+    return 1 if error or left else 0
 
 
 if __name__ == "__main__":
