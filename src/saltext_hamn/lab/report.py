@@ -16,11 +16,12 @@ STEP_MARKERS = {
     "vip-up": "VIP moved",
     "promote": "promoted",
     "takeover": "promoted + VIP moved",  # the automatic failover does both in one step
-    "standby-old": "rejoined",
+    "switch": "promoted + VIP moved",  # the switchover's handoff, node to node
+    "settle": "rejoined",  # the old primary streams from the new one
     "rejoin-old": "rejoined",
 }
 # Steps that rebuild the old primary as a standby: their comment names the path taken.
-REJOIN_STEPS = ("standby-old", "rejoin-old")
+REJOIN_STEPS = ("settle", "rejoin-old")
 REJOIN_PATHS = (  # (what the comment says, how the report calls it), first match wins
     ("pg_rewind", "pg_rewind"),
     ("pg_basebackup", "fresh base backup (pg_basebackup)"),
