@@ -154,6 +154,7 @@ def test_switch_runs_both_sides_at_once_with_the_handover_position_and_records_t
                           ("mn2", "hamn.take_over", (("force", False), ("lsn", "0/5000000"), ("run", token)))],
                          ("mn2", "record-promoted")]
     assert result["facts"]["vip_nowhere_ms"] == 3.0 and "on no node for 3.0 ms" in result["comment"]
+    assert result["facts"]["moment_at"] == 100.004  # the drill's marker: when the VIP answered again
 
 
 def test_settle_runs_the_new_primary_and_the_old_one_at_once_and_records_the_rejoin():

@@ -155,7 +155,9 @@ def build(log):
             steps.append({"run": name, "token": token, "step": step, "state": entry.get("state"),
                           "at": at, "t_start": rel(at), "seconds": seconds, "comment": entry.get("comment", "")})
             if step in STEP_MARKERS and entry.get("state") == "done" and at is not None:
-                end = at + (seconds or 0)
+                # A step may say when its moment came (the handoff: when the VIP answered
+                # again), which can be well before the step itself returns.
+                end = entry.get("moment_at") or at + (seconds or 0)
                 markers.append({"label": STEP_MARKERS[step], "at": end, "t": rel(end), "run": name, "step": step})
             if step in REJOIN_STEPS and entry.get("state") == "done":
                 comment = entry.get("comment", "")

@@ -215,7 +215,8 @@ def _switch(ctx, run, plan):
     comment = (f"{new} {what} (timeline {promotion.get('timeline')}); {how}; {old} "
                + ("started as standby" if released.get("standby_started") else "not started here"))
     return {"comment": comment, "ret": answers,
-            "facts": {"promoted": True, "vip_nowhere_ms": nowhere, "handoff": {"new": took, "old": released}}}
+            "facts": {"promoted": True, "vip_nowhere_ms": nowhere, "moment_at": raised.get("vip_raised"),
+                      "handoff": {"new": took, "old": released}}}
 
 
 def _settle(ctx, run, plan):
