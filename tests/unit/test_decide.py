@@ -54,7 +54,7 @@ TABLE = [
     ("recover", obs(primary(), standby()), ("plan", "mn1", "mn2", ["vip-up"])),
     # primary's PostgreSQL dead, its minion alive
     ("failover", obs(stopped(), standby(streaming=False)), ("plan", "mn2", "mn1", ["services-stop-old",
-                                                                                   "demote-old", "promote"])),
+                                                                                   "demote-old", "take"])),
     ("switchover", obs(stopped(), standby(streaming=False)), ("refused", "no node runs as primary")),
     # primary's minion dead, PostgreSQL alive (port open), no fence command
     ("failover", obs(SILENT, standby(), port={"mn1": True}), ("refused", "its PostgreSQL port still answers")),
@@ -64,7 +64,7 @@ TABLE = [
     # primary entirely silent
     ("failover", obs(SILENT, standby(streaming=False), port={"mn1": False}), ("refused", "no fence command")),
     ("failover", obs(SILENT, standby(streaming=False), port={"mn1": False}, fenced_by_admin="mn1"),
-     ("plan", "mn2", "mn1", ["fence-old", "promote"])),
+     ("plan", "mn2", "mn1", ["fence-old", "take"])),
     ("switchover", obs(SILENT, standby(streaming=False)), ("refused", "mn1 does not answer")),
     # standby silent: never touch the healthy primary
     ("failover", obs(primary(), SILENT), ("refused", "mn1 is a healthy primary and mn2 (standby) does not answer")),
@@ -77,7 +77,7 @@ TABLE = [
     # no primary at all
     ("failover", obs(stopped(), stopped()), ("refused", "nothing to promote")),
     ("recover", obs(standby(streaming=False, received="0/4000000"), standby(streaming=False)),
-     ("plan", "mn2", "mn1", ["demote-old", "promote"])),
+     ("plan", "mn2", "mn1", ["demote-old", "take"])),
     ("failover", obs(standby(streaming=False), standby(streaming=False)), ("refused", "both nodes are standbys")),
     # both silent / an error answer is not silence
     ("failover", obs(SILENT, SILENT), ("refused", "neither node answers")),
@@ -92,11 +92,11 @@ TABLE = [
     ("failover", obs(SILENT, standby(received="0/1000000"), port={"mn1": False}, cfg=FENCE,
                      last={"mn1": primary(lsn="0/9000000")}), ("refused", "bytes behind")),
     ("failover", obs(SILENT, standby(received="0/1000000"), port={"mn1": False}, cfg=FENCE,
-                     last={"mn1": primary(lsn="0/9000000")}, force=True), ("plan", "mn2", "mn1", ["promote"])),
+                     last={"mn1": primary(lsn="0/9000000")}, force=True), ("plan", "mn2", "mn1", ["take"])),
     # a restarted standby's received LSN at the segment start: replayed is what it holds
     ("failover", obs(SILENT, standby(received="0/5000000", replayed_lsn="0/5000100"), port={"mn1": False},
                      cfg=support.load(fence={"cmd": ["f", "{node}"]}, lag_limit={"bytes": 256}),
-                     last={"mn1": primary(lsn="0/5000100")}), ("plan", "mn2", "mn1", ["promote"])),
+                     last={"mn1": primary(lsn="0/5000100")}), ("plan", "mn2", "mn1", ["take"])),
     # standby not running
     ("failover", obs(SILENT, standby(running=False, streaming=False), cfg=FENCE), ("refused", "nothing to promote")),
     # maintenance
@@ -124,7 +124,7 @@ def test_failover_fences_only_a_silent_old_primary():
     answering = decide.decide("failover", obs(stopped(), standby(streaming=False)))
     assert "fence-old" not in answering.steps and "demote-old" in answering.steps
     silent = decide.decide("failover", obs(SILENT, standby(streaming=False), port={"mn1": False}, cfg=FENCE))
-    assert silent.steps[:2] == ["fence-old", "promote"] and not silent.old_answers
+    assert silent.steps[:2] == ["fence-old", "take"] and not silent.old_answers
     assert not set(silent.steps) & {"services-stop-old", "demote-old", "vip-down-old"}
 
 

@@ -56,25 +56,29 @@ def failover_plan(observation):
     return decide.decide("failover", observation)
 
 
-def test_promote_refuses_while_the_old_primary_answers_as_primary():
+def test_take_refuses_while_the_old_primary_answers_as_primary_or_holds_the_vip():
     plan = failover_plan(obs(stopped(), standby(streaming=False)))
     ctx = FakeCtx(obs(primary(), standby(streaming=False)))  # it came back as primary meanwhile
     with pytest.raises(steps.StepRefused, match="mn1 answers as primary"):
-        steps.run_step(ctx, run_of(plan), "promote")
-    assert not any(fun == "hamn.promote" for _, fun in ctx.calls)
+        steps.run_step(ctx, run_of(plan), "take")
+    ctx = FakeCtx(obs(stopped(vip=True), standby(streaming=False)))  # vip-down-old did not happen
+    with pytest.raises(steps.StepRefused, match="mn1 still holds the VIP"):
+        steps.run_step(ctx, run_of(plan), "take")
+    assert not any(fun == "hamn.takeover" for _, fun in ctx.calls)
 
 
-def test_promote_of_a_silent_old_primary_needs_a_fence_of_this_run_and_a_closed_port():
+def test_take_of_a_silent_old_primary_needs_a_fence_of_this_run_and_a_closed_port():
     plan = failover_plan(obs(SILENT, standby(streaming=False), port={"mn1": False}, cfg=FENCE))
     silent = obs(SILENT, standby(streaming=False), port={"mn1": False}, cfg=FENCE)
     with pytest.raises(steps.StepRefused, match="does not answer and was not fenced"):
-        steps.run_step(FakeCtx(silent), run_of(plan), "promote")
+        steps.run_step(FakeCtx(silent), run_of(plan), "take")
     port_open = obs(SILENT, standby(streaming=False), port={"mn1": True}, cfg=FENCE)
     with pytest.raises(steps.StepRefused, match="port still answers"):
-        steps.run_step(FakeCtx(port_open), run_of(plan, fenced=["mn1"]), "promote")
+        steps.run_step(FakeCtx(port_open), run_of(plan, fenced=["mn1"]), "take")
     ctx = FakeCtx(silent)
-    result = steps.run_step(ctx, run_of(plan, fenced=["mn1"]), "promote")
-    assert ("mn2", "hamn.promote") in ctx.calls and result["facts"] == {"promoted": True}
+    result = steps.run_step(ctx, run_of(plan, fenced=["mn1"]), "take")
+    assert ctx.calls == [("mn2", "hamn.takeover"), ("mn2", "record-promoted")]
+    assert result["facts"] == {"promoted": True}
 
 
 def test_fence_waits_for_the_port_to_close_and_records_the_node():
@@ -107,7 +111,8 @@ def test_failover_never_touches_the_old_primary_before_the_standby_is_promotable
 
 
 def test_vip_goes_up_only_on_a_primary_and_never_while_the_old_node_holds_it():
-    plan = failover_plan(obs(stopped(), standby(streaming=False)))
+    plan = decide.decide("recover", obs(stopped(), primary(vip=False, timeline=2)))
+    assert (plan.new, plan.old) == ("mn2", "mn1") and "vip-up" in plan.steps
     with pytest.raises(steps.StepRefused, match="mn2 is not primary"):
         steps.run_step(FakeCtx(obs(stopped(), standby(streaming=False))), run_of(plan), "vip-up")
     with pytest.raises(steps.StepRefused, match="mn1 still holds it"):
@@ -153,8 +158,8 @@ def test_switch_runs_both_sides_at_once_with_the_handover_position_and_records_t
     assert ctx.calls == [[("mn1", "hamn.release_vip", (("run", token),)),
                           ("mn2", "hamn.take_over", (("force", False), ("lsn", "0/5000000"), ("run", token)))],
                          ("mn2", "record-promoted")]
-    assert result["facts"]["vip_nowhere_ms"] == 3.0 and "on no node for 3.0 ms" in result["comment"]
-    assert result["facts"]["moment_at"] == 100.004  # the drill's marker: when the VIP answered again
+    assert result["details"]["vip_nowhere_ms"] == 3.0 and "on no node for 3.0 ms" in result["comment"]
+    assert result["details"]["moment_at"] == 100.004  # the drill's marker: when the VIP answered again
 
 
 def test_settle_runs_the_new_primary_and_the_old_one_at_once_and_records_the_rejoin():

@@ -41,15 +41,16 @@ def orchestrate(spec, name, test=False, pillar=None, timeout=900):
     return ok, steps
 
 
-def show(say, name, ok, steps):
+def show(say, name, ok, steps, comments=False):
+    """One line per step; ``comments`` adds what each step said (only failures otherwise)."""
     skipped = 0
     for ident, result, seconds, comment in steps:
         if comment.startswith("One or more requisite failed"):
             skipped += 1  # after the step that failed: listed as one line below
             continue
         mark = {True: "ok  ", None: "... ", False: "FAIL"}[result]
-        line = f"  {mark} {ident} ({seconds:.1f}s)"
-        if result is False:
+        line = f"  {mark} {ident} ({seconds:.2f}s)"
+        if result is False or comments:
             line += f": {comment}"
         say(line)
     if skipped:

@@ -15,6 +15,7 @@ STEP_MARKERS = {
     "setup-vip-up": "VIP up",
     "vip-up": "VIP moved",
     "promote": "promoted",
+    "take": "promoted + VIP moved",  # a failover orchestration: both in one call
     "takeover": "promoted + VIP moved",  # the automatic failover does both in one step
     "switch": "promoted + VIP moved",  # the switchover's handoff, node to node
     "settle": "rejoined",  # the old primary streams from the new one

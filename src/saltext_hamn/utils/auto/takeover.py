@@ -28,7 +28,7 @@ def _lease_ledger():
     return ledger
 
 
-def takeover(cluster, cfg, me, *, peer_fenced, primary_lsn=None, timeout=60, sleep=time.sleep):
+def takeover(cluster, cfg, me, *, peer_fenced, primary_lsn=None, force=False, timeout=60, sleep=time.sleep):
     started = time.monotonic()
     role = pg_status.collect(cluster)["role"]
     if role != "standby":
@@ -47,7 +47,7 @@ def takeover(cluster, cfg, me, *, peer_fenced, primary_lsn=None, timeout=60, sle
                 log.info("takeover: waiting %.2f s until the lease this node last renewed has surely run out", waited)
                 sleep(waited)
         t_promote = time.monotonic()
-        promoted = pg_promote.promote(cluster, cfg, me, force=False, primary_lsn=primary_lsn, timeout=timeout,
+        promoted = pg_promote.promote(cluster, cfg, me, force=force, primary_lsn=primary_lsn, timeout=timeout,
                                       checkpoint=False)
         t_vip = time.monotonic()
         # The VIP answers once added; the later gratuitous ARP rounds need not hold up the call.

@@ -23,14 +23,15 @@ ORDER = (
     "resolution-primary", "resolution-standby", "site", "files-primary", "files-standby",
     "release-old", "switch", "settle",
     "services-stop-old", "service-nodes-stop", "demote-old", "vip-down-old", "fence-old",
-    "promote", "vip-up", "services-start", "post-promotion", "service-nodes-start", "diskless-reset",
+    "take", "vip-up", "services-start", "post-promotion", "service-nodes-start", "diskless-reset",
     "rejoin-old", "verify",
 )
 SETUP = ORDER[:10]
 # A planned switchover: one call per node per phase, the VIP handed over node to node
 # (utils/handoff.py); every step idempotent, so a resumed switchover runs the same list.
 SWITCHOVER = ("release-old", "switch", "settle", "verify")
-TAKEOVER_TAIL = ("promote", "vip-up", "services-start", "post-promotion", "service-nodes-start", "diskless-reset")
+# ``take``: promotion and VIP in one call on the new node (hamn.takeover), checkpoint after.
+TAKEOVER_TAIL = ("take", "services-start", "post-promotion", "service-nodes-start", "diskless-reset")
 FAILOVER_OLD_ANSWERS = ("services-stop-old", "service-nodes-stop", "demote-old", "vip-down-old", *TAKEOVER_TAIL)
 FAILOVER_OLD_SILENT = ("service-nodes-stop", "fence-old", *TAKEOVER_TAIL)
 TAKEOVER = ORDER[13:]  # what failover.sls lists; recover.sls lists SWITCHOVER's steps, then these

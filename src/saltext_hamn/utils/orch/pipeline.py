@@ -104,7 +104,8 @@ def step(master, orchestration, step, tgt=DEFAULT_TGT):  # pylint: disable=redef
             raise MasterLost(f"{one_line(exc)} (the salt-master restarted meanwhile: re-run to resume)") from exc
         raise
     seconds = round(time.monotonic() - started, 3)
-    runs.step_ended(master.dir, run, step, "done", result["comment"], **result.get("facts", {}))
+    runs.step_ended(master.dir, run, step, "done", result["comment"], details=result.get("details"),
+                    **result.get("facts", {}))
     master.fire(tag, {"stage": "done", "step": what, "comment": result["comment"], "seconds": seconds})
     return f"{what}: {result['comment']} ({seconds:.2f}s)"
 

@@ -54,9 +54,11 @@ def step_started(directory, run, step):
     save(directory, run)
 
 
-def step_ended(directory, run, step, state, comment="", **facts):
+def step_ended(directory, run, step, state, comment="", details=None, **facts):
+    """``facts`` are the run's (later steps read them), ``details`` this step's own."""
     entry = run["steps"].setdefault(step, {"at": time.time()})
     entry.update(state=state, comment=comment, seconds=round(time.time() - entry["at"], 3))
+    entry.update(details or {})
     run.update(facts)
     save(directory, run)
 

@@ -42,7 +42,7 @@ DESCRIPTIONS = {
     "demote-old": "stop PostgreSQL on {old}, boot-safe (any later start is a standby)",
     "vip-down-old": "drop the VIP on {old}",
     "fence-old": "fence {old} if it does not answer",
-    "promote": "promote {new} once {old} is proven not writable",
+    "take": "promote {new} once {old} is proven not writable, and raise the VIP there (ARP probe)",
     "vip-up": "raise the VIP on {new} (ARP probe, gratuitous ARP)",
     "services-start": "start xCAT services on {new}",
     "post-promotion": "run the post-promotion commands on {new}",
@@ -70,7 +70,7 @@ def describe(step, orchestration, new=None, old=None):
 
 
 def run_step(ctx, run, step):
-    """Do ``step`` of ``run``; returns {"comment", "skipped"?, ...facts for the run record}."""
+    """Do ``step`` of ``run``; returns {"comment", "skipped"?, "facts"? (the run's), "details"? (the step's)}."""
     plan = run["plan"]
     if step not in decide.ORDER:
         raise HamnError(f"unknown step {step!r}")
@@ -87,7 +87,7 @@ def run_step(ctx, run, step):
 
 def _require_promotable(ctx, plan):
     """The failover invariant: the new node answers now and is a promotable standby (or primary)."""
-    if plan["orchestration"] == "switchover" or "promote" not in plan["steps"]:
+    if plan["orchestration"] == "switchover" or "take" not in plan["steps"]:
         return  # a switchover checked the standby at begin and hands over with no loss
     obs = ctx.observe()
     new = obs.node(plan["new"])
@@ -215,8 +215,9 @@ def _switch(ctx, run, plan):
     comment = (f"{new} {what} (timeline {promotion.get('timeline')}); {how}; {old} "
                + ("started as standby" if released.get("standby_started") else "not started here"))
     return {"comment": comment, "ret": answers,
-            "facts": {"promoted": True, "vip_nowhere_ms": nowhere, "moment_at": raised.get("vip_raised"),
-                      "handoff": {"new": took, "old": released}}}
+            "facts": {"promoted": True},
+            "details": {"vip_nowhere_ms": nowhere, "moment_at": raised.get("vip_raised"),
+                        "handoff": {"new": took, "old": released}}}
 
 
 def _settle(ctx, run, plan):
@@ -259,12 +260,19 @@ def _fence_old(ctx, run, plan):
             "facts": {"fenced": sorted(set(run.get("fenced", [])) | {old.name})}}
 
 
-def _promote(ctx, run, plan):
+def _take(ctx, run, plan):
+    """Promotion and VIP in one call on the new node, once the old one is proven not
+    writable and does not hold the VIP; the checkpoint comes after the VIP."""
     proof = _require_old_not_writable(ctx, run, plan)
+    old = ctx.observe().node(plan["old"])
+    if old.holds_vip:
+        raise StepRefused(f"refusing to promote {plan['new']}: {old.name} still holds the VIP")
     lsn = plan.get("primary_lsn") or run.get("handover_lsn")
-    ret = ctx.call(plan["new"], "hamn.promote", (), {"force": bool(plan.get("force")), "primary_lsn": lsn}, 120)
+    ret = ctx.call(plan["new"], "hamn.takeover", (),
+                   {"peer_fenced": True, "primary_lsn": lsn, "force": bool(plan.get("force"))}, 120)
     ctx.promoted(plan, run)
-    return {"comment": f"{plan['new']} promoted ({proof})", "ret": ret, "facts": {"promoted": True}}
+    took = f"promoted in {ret.get('promote_seconds')} s, VIP up {ret.get('vip_seconds')} s later"
+    return {"comment": f"{plan['new']} {took} ({proof})", "ret": ret, "facts": {"promoted": True}}
 
 
 def _vip_up(ctx, run, plan):
@@ -309,7 +317,7 @@ _STEPS = {
     "demote-old": _demote_old,
     "vip-down-old": _on_old("hamn.vip_down"),
     "fence-old": _fence_old,
-    "promote": _promote,
+    "take": _take,
     "vip-up": _vip_up,
     "services-start": _services_start,
     "post-promotion": _on_new("hamn.run_hooks", timeout=1800),
