@@ -80,6 +80,8 @@ def switchovers(lab, writer, runs):
         start, end, steps = timed(lab, "switchover")
         if VERBOSE:
             drill.show(print, "switchover", True, steps, comments=True)
+            for name, entry in newest_run(lab, "switchover").get("steps", {}).items():
+                print(f"    {name}: {entry.get('seconds')} s; {entry.get('timings')}")
         time.sleep(1.0)
         wall.append(end - start)
         gap.append(gap_around(writer, start, end))
@@ -103,6 +105,8 @@ def failovers(lab, writer, runs):
         _, end, steps = timed(lab, "failover")
         if VERBOSE:
             drill.show(print, "failover", True, steps, comments=True)
+            for name, entry in newest_run(lab, "failover").get("steps", {}).items():
+                print(f"    {name}: {entry.get('seconds')} s; {entry.get('timings')}")
         time.sleep(1.0)
         record = newest_run(lab, "failover")
         decided = record.get("started")

@@ -25,7 +25,7 @@ from saltext_hamn.utils.orch.observation import NodeView, Observation
 log = logging.getLogger(__name__)
 
 STATUS_TIMEOUT = 2  # hamn.status answers in milliseconds; a node silent this long is down
-PROBE_TIMEOUT = 0.5
+PROBE_TIMEOUT = 0.25  # a LAN answers a connect (SYN-ACK or RST) in milliseconds
 MASTER_CHECK_INTERVAL = 0.5  # how soon a minion call notices that the salt-master died
 
 
@@ -186,6 +186,12 @@ class Master:
     def observe(self, tgt, force=False, fenced=None, live_token=None, cfg=None):
         """An Observation: both nodes' hamn.status (or silence, or error) and the master's probes."""
         nodes = self.nodes(tgt)
+        # With the config known beforehand (a step's), the master's own probes run while
+        # the nodes answer: a powered-off node's probe waits out its whole timeout.
+        early = None
+        if cfg:
+            early = ThreadPoolExecutor(max_workers=1)
+            probed = early.submit(probes, _probe_targets(cfg, nodes))
         asked = [n for n in nodes if n not in self.disconnected(nodes)]
         raw = self.call(asked, "hamn.status", timeout=STATUS_TIMEOUT, gather_job_timeout=1) if asked else {}
         views = {n: NodeView(name=n) for n in nodes}
@@ -202,13 +208,13 @@ class Master:
         for node, view in views.items():
             if view.status is None:
                 view.last_known = (last.get(node) or {}).get("status")
-        cfg = cfg or self.config(nodes, views)
         opened = {}
+        if early is not None:
+            opened = probed.result()
+            early.shutdown()
+        cfg = cfg or self.config(nodes, views)
         if cfg:
-            port = cfg["postgres"]["port"]
-            targets = {n: (cfg["nodes"][n]["address"], port) for n in nodes if n in cfg["nodes"]}
-            targets["vip"] = (cfg["vip"]["address"], port)
-            opened = probes(targets)
+            opened = opened or probes(_probe_targets(cfg, nodes))
             for node, view in views.items():
                 view.address = cfg["nodes"].get(node, {}).get("address")
                 view.pg_port_open = opened.get(node)
@@ -265,6 +271,14 @@ class Master:
         return {"reports": reports, "compared": compared}
 
 
+def _probe_targets(cfg, nodes):
+    """{node or "vip": (address, PostgreSQL port)} for the master's own probes."""
+    port = cfg["postgres"]["port"]
+    targets = {n: (cfg["nodes"][n]["address"], port) for n in nodes if n in cfg["nodes"]}
+    targets["vip"] = (cfg["vip"]["address"], port)
+    return targets
+
+
 def _abandon(worker, client):
     """Close the stuck client's connections so the wait ends and nothing blocks the exit."""
     if client is not None:
@@ -282,21 +296,31 @@ class StepContext:
         self.master, self.tgt, self.run = master, tgt, run
         self.cfg = master.cached_config()
         self._seen = None
+        self.timings = []  # (what, seconds): where a step's time went, for its record
+
+    def _timed(self, what, func, *args):
+        started = time.monotonic()
+        try:
+            return func(*args)
+        finally:
+            self.timings.append((what, round(time.monotonic() - started, 3)))
 
     def observe(self, fresh=False):
         """Both nodes now; within one step the first observation is reused unless ``fresh``."""
         if fresh or self._seen is None:
-            self._seen = self.master.observe(self.tgt, live_token=self.run["token"], cfg=self.cfg)
+            self._seen = self._timed("observe", lambda: self.master.observe(self.tgt, live_token=self.run["token"],
+                                                                             cfg=self.cfg))
         return self._seen
 
     def config(self):
         return self.cfg
 
     def call(self, node, fun, args=(), kwargs=None, timeout=300):
-        return self.master.call_one(node, fun, args, kwargs, timeout)
+        return self._timed(f"{node} {fun}", self.master.call_one, node, fun, args, kwargs, timeout)
 
     def call_each(self, calls, timeout=300):
-        return self.master.call_each(calls, timeout)
+        what = " | ".join(f"{node} {fun}" for node, (fun, _, _) in calls.items())
+        return self._timed(what, self.master.call_each, calls, timeout)
 
     def call_target(self, target, tgt_type, fun, args):
         return self.master.call_target(target, tgt_type, fun, args)

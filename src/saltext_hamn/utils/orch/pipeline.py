@@ -90,8 +90,9 @@ def step(master, orchestration, step, tgt=DEFAULT_TGT):  # pylint: disable=redef
     runs.step_started(master.dir, run, step)
     started = time.monotonic()
     before = master.identity()
+    ctx = master_side.StepContext(master, tgt, run)
     try:
-        result = orch_steps.run_step(master_side.StepContext(master, tgt, run), run, step)
+        result = orch_steps.run_step(ctx, run, step)
     except Exception as exc:
         seconds = round(time.monotonic() - started, 3)
         # Whatever a step saw while the master was gone (silent nodes, lost answers) is no
@@ -104,8 +105,8 @@ def step(master, orchestration, step, tgt=DEFAULT_TGT):  # pylint: disable=redef
             raise MasterLost(f"{one_line(exc)} (the salt-master restarted meanwhile: re-run to resume)") from exc
         raise
     seconds = round(time.monotonic() - started, 3)
-    runs.step_ended(master.dir, run, step, "done", result["comment"], details=result.get("details"),
-                    **result.get("facts", {}))
+    details = {**(result.get("details") or {}), "timings": ctx.timings}
+    runs.step_ended(master.dir, run, step, "done", result["comment"], details=details, **result.get("facts", {}))
     master.fire(tag, {"stage": "done", "step": what, "comment": result["comment"], "seconds": seconds})
     return f"{what}: {result['comment']} ({seconds:.2f}s)"
 

@@ -15,7 +15,7 @@ from saltext_hamn.utils import config
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.pg import standby
 
-PROBE_TIMEOUT = 0.5
+PROBE_TIMEOUT = 0.3  # a LAN answers a connect (SYN-ACK or RST) in milliseconds
 
 
 def probe(host, port, timeout=PROBE_TIMEOUT):
