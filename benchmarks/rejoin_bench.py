@@ -181,9 +181,8 @@ class Bench:
             keep = data.parent / "hamn-diverged"
             if keep.exists():
                 shutil.rmtree(keep)
-            if data.exists():
-                shutil.rmtree(data)
-            copy_tree(self.snap / node, data)
+            # rsync --delete copies back only what a run changed (a base backup: everything).
+            subprocess.run(["rsync", "-a", "--delete", f"{self.snap / node}/", f"{data}/"], check=True)
         os.sync()  # the copy's writeback must not land inside a measured fsync
         postmaster.start(self.cluster(NEW))
 
@@ -280,6 +279,10 @@ class Bench:
         if not ok:
             drill.show(say, "rejoin", ok, steps)
             raise SystemExit("salt-run state.orchestrate hamn.rejoin failed")
+        reports = list((Path(self.cluster(OLD).data_dir).parent / "hamn-diverged").glob("*/report.json"))
+        commits = [json.loads(r.read_text(encoding="utf-8")).get("commits") for r in reports]
+        if commits != [self.args.commits]:
+            raise SystemExit(f"hamn.rejoin did not keep the {self.args.commits} diverged commits: {commits}")
         return {"total": total, "steps": {ident: seconds for ident, _, seconds, _ in steps}}
 
 
@@ -345,7 +348,8 @@ def main():
             bench.lab.down()
             meta = bench.build()
         for i in range(args.runs):
-            for method in methods:
+            shift = i % len(methods)  # each method goes first in turn (after the heaviest restore)
+            for method in methods[shift:] + methods[:shift]:
                 bench.restore()
                 out = {"hamn": bench.run_hamn, "rewind": bench.run_bare_rewind,
                        "basebackup": bench.run_bare_basebackup}[method]()
@@ -379,14 +383,14 @@ def summarize(args, meta, measured, salt_runs):
             "198.51.100.0/24). pgbench -i at the given scale on mn1, streamed to mn2; mn2 promoted by "
             "hamn's promote (pg_promote + CHECKPOINT + slot) while mn1 commits `commits` more pgbench "
             "transactions; the new primary commits 5 of its own; both stopped and their data dirs copied. "
-            "Each run restores both copies (cp -a, then sync), starts mn2 and times the rejoin of the "
+            "Each run restores both copies (rsync -a --delete from the copy, then sync), starts mn2 and times the rejoin of the "
             "stopped mn1 until its WAL receiver streams from mn2. hamn = saltext_hamn.utils.pg.rewind.rewind "
             "(the minion side of hamn.rewind) called in mn1's namespace; rewind = CHECKPOINT on mn2, "
             "pg_rewind --source-server, standby.signal + primary_conninfo/primary_slot_name appended to "
             "postgresql.auto.conf, pg_ctl start -w, poll pg_stat_wal_receiver every 50 ms; basebackup = mv "
             "data dir aside, pg_basebackup -R -X stream -S slot -c fast, pg_ctl start -w, same poll. Both "
             "by-hand methods put back the node's own config files after the tool copied the peer's (the lab "
-            "keeps config in the data dir). Methods interleaved per run. salt = the whole salt-run "
+            "keeps config in the data dir). Methods interleaved per run, each going first in turn. salt = the whole salt-run "
             "state.orchestrate hamn.rejoin (services stop, VIP down, hamn.rewind, replication check)."),
         "runs": args.runs,
         "database": {"pgbench_scale": args.scale, "database_bytes": meta["database_bytes"],
@@ -403,7 +407,14 @@ def summarize(args, meta, measured, salt_runs):
         out["divergence"]["hamn_report"] = runs[0]["divergence"]
         out["divergence"]["kept_files"] = runs[0]["kept_files"]
         out["divergence"]["kept_bytes"] = runs[0]["kept_bytes"]
+    if measured.get("hamn"):
+        # Everything but the pg_rewind command itself (the same command in both paths, and
+        # the part that moves with the shared disk's load).
+        out["hamn_outside_pg_rewind_seconds"] = results.spread(
+            [r["total"] - r["commands"].get("pg_rewind", 0.0) for r in measured["hamn"]])
     if measured.get("rewind"):
+        out["bare_rewind_outside_pg_rewind_seconds"] = results.spread(
+            [r["total"] - r["pg_rewind"] for r in measured["rewind"]])
         out["bare_rewind_seconds"] = results.spread([r["total"] for r in measured["rewind"]])
         out["bare_pg_rewind_only_seconds"] = results.spread([r["pg_rewind"] for r in measured["rewind"]])
     if measured.get("basebackup"):
@@ -426,8 +437,11 @@ def print_table(section):
     print()
     print(f"database {section['database']['database_bytes'] / 1e9:.2f} GB, "
           f"{section['divergence']['transactions_on_old_primary']} diverged transactions, runs {section['runs']}")
-    for key, label in (("hamn_seconds", "hamn rewind (node-local)"), ("bare_rewind_seconds", "bare pg_rewind path"),
+    for key, label in (("hamn_seconds", "hamn rewind (node-local)"),
+                       ("hamn_outside_pg_rewind_seconds", "  hamn without its pg_rewind command"),
+                       ("bare_rewind_seconds", "bare pg_rewind path"),
                        ("bare_pg_rewind_only_seconds", "  pg_rewind command alone"),
+                       ("bare_rewind_outside_pg_rewind_seconds", "  bare path without the pg_rewind command"),
                        ("bare_basebackup_seconds", "bare pg_basebackup path"),
                        ("bare_pg_basebackup_only_seconds", "  pg_basebackup command alone"),
                        ("salt_orchestrate_seconds", "salt-run state.orchestrate hamn.rejoin")):
