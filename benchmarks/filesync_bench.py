@@ -31,6 +31,13 @@ Measured (each on an empty standby tree for "first", then again for "no-op"):
   ``hamn.files_synced`` applying it. Salt's own round trips (state.apply, pillar
   compile and transfer, one cp.push request per file) are not in this figure.
 
+* ``salt lab`` (``--salt-lab``, default on): the same tree under the lab
+  pillar's listed ``/etc/xcat/cert`` in a full lab (PostgreSQL pair, salt-master
+  in rjbf-w, minions in rjbf-mn1/rjbf-mn2, ``hamn-lab up`` as it is), timed as an
+  admin runs it: ``salt mn1 state.apply hamn.files`` then ``salt mn2 state.apply
+  hamn.files`` (first: empty standby copy and nothing held by the master; no-op:
+  both again).
+
 Both ssh ends are ours: a wrapper ``ssh`` first on PATH adds ``-F`` with a config
 of ours (key, known_hosts), so root's own ~/.ssh is never read or written.
 Results: medians (min-max) into benchmarks/results.json, section "filesync".
@@ -49,9 +56,10 @@ import sys
 import time
 from pathlib import Path
 
-from saltext_hamn.lab import netns, network
+from saltext_hamn.lab import netns, network, saltd
+from saltext_hamn.lab.lab import Lab
 from saltext_hamn.lab.spec import NODE_ADDRESSES, LabSpec
-from saltext_hamn.utils import config
+from saltext_hamn.utils import proc
 from saltext_hamn.utils.filesync import state, store
 from saltext_hamn.utils.net.nsenter import entered
 
@@ -61,6 +69,7 @@ import results  # noqa: E402  pylint: disable=wrong-import-position
 BASE_DIR = "/var/tmp/hamn-rjb/fs"
 PREFIX = "rjbf"
 TREE = "/install/postscripts"
+SALT_TREE = "/etc/xcat/cert/bench"  # inside a path the lab's pillar lists (hamn:files:paths default)
 PRIMARY, STANDBY = "mn1", "mn2"
 SSHD = "/usr/sbin/sshd"
 
@@ -118,6 +127,7 @@ class Bench:
         self.ssh_dir = self.dir / "ssh"
         self.sshd = None
         self.env = None
+        self.lab = None
 
     def root(self, node):
         return self.dir / node / "root"
@@ -135,10 +145,16 @@ class Bench:
 
     # ---- network and sshd ---------------------------------------------------------
     def up(self):
-        if self.dir.exists():
-            shutil.rmtree(self.dir)
-        self.dir.mkdir(parents=True)
-        network.build(self.spec)
+        if self.args.salt_lab:
+            self.lab = Lab(self.spec, out=lambda m: None)
+            self.lab.down()
+            say("bringing up a full lab (PostgreSQL pair, salt-master, two minions) for the salt transport")
+            self.lab.up()
+        else:
+            if self.dir.exists():
+                shutil.rmtree(self.dir)
+            self.dir.mkdir(parents=True)
+            network.build(self.spec)
         self.ssh_dir.mkdir(mode=0o700)
         d = self.ssh_dir
         for name in ("host_ed25519", "id_ed25519"):
@@ -158,7 +174,7 @@ class Bench:
             f"  UserKnownHostsFile {d / 'known_hosts'}", "  GlobalKnownHostsFile /dev/null",
             "  StrictHostKeyChecking yes", "",
         ]), encoding="utf-8")
-        bindir = self.dir / "bin"
+        bindir = self.dir / "bench-bin"
         bindir.mkdir()
         wrapper = bindir / "ssh"
         wrapper.write_text(f"#!/bin/sh\nexec /usr/bin/ssh -F {d / 'ssh_config'} \"$@\"\n", encoding="utf-8")
@@ -187,6 +203,8 @@ class Bench:
                 self.sshd.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.sshd.kill()
+        if self.lab is not None:
+            self.lab.down()
         leftovers = [p for ns in self.spec.namespaces if ns in netns.existing() for p in netns.pids(ns)]
         for pid in leftovers:  # only processes inside our own namespaces
             try:
@@ -279,10 +297,49 @@ class Bench:
         times["total"] = sum(times.values())
         return times, ret
 
-    def check_identical(self):
+    # ---- the default transport through Salt itself (full lab) --------------------------
+    def salt_apply(self, node):
+        cmd = saltd.salt_cmd(self.spec, node, "state.apply", "hamn.files", "--out=json", "--static", "-t", "900")
+        started = time.monotonic()
+        result = proc.run(cmd, check=False, timeout=1200)
+        seconds = time.monotonic() - started
+        try:
+            ret = next(iter(json.loads(result.stdout)[node].values()))
+        except (ValueError, KeyError, StopIteration, AttributeError) as exc:
+            raise SystemExit(f"salt {node} state.apply hamn.files gave no result: {result.stdout[-800:]}") from exc
+        if ret.get("result") is not True:
+            raise SystemExit(f"salt {node} state.apply hamn.files failed: {ret.get('comment')}")
+        return seconds, ret
+
+    def salt_lab_reset(self):
+        """Standby copy gone, nothing held by the master: the next sync is a first one."""
+        copy = self.root(STANDBY) / SALT_TREE.lstrip("/")
+        if copy.exists():
+            shutil.rmtree(copy)
+        for held in (self.dir / "salt").glob(f"**/minions/{PRIMARY}/files/hamn-files"):
+            shutil.rmtree(held)
+
+    def salt_ping(self):
+        """One Salt round trip (``salt mn1 test.ping``): the fixed cost in each state.apply."""
+        started = time.monotonic()
+        proc.run(saltd.salt_cmd(self.spec, PRIMARY, "test.ping", "--out=json", "--static", "-t", "30"), timeout=60)
+        return time.monotonic() - started
+
+    def salt_lab_round(self):
+        out = {"ping": self.salt_ping()}
+        for phase in ("first", "noop"):
+            push, _ = self.salt_apply(PRIMARY)
+            apply, ret = self.salt_apply(STANDBY)
+            out[phase] = {"primary": push, "standby": apply, "total": push + apply}
+            if phase == "first" and len((ret.get("changes") or {}).get("added") or []) < self.args.files:
+                raise SystemExit(f"salt {STANDBY} state.apply hamn.files added too little: {ret.get('comment')}")
+        self.check_identical(SALT_TREE)
+        return out
+
+    def check_identical(self, tree=TREE):
         """The standby's copy equals the primary's (content, mode, owner, mtime, links)."""
-        diff = self.in_standby(["rsync", "-a", "-n", "-i", "--delete", "-c", f"{self.root(PRIMARY)}{TREE}/",
-                                f"{self.root(STANDBY)}{TREE}/"]).stdout.strip()
+        diff = self.in_standby(["rsync", "-a", "-n", "-i", "--delete", "-c", f"{self.root(PRIMARY)}{tree}/",
+                                f"{self.root(STANDBY)}{tree}/"]).stdout.strip()
         if diff:
             raise SystemExit(f"standby differs from the primary after a sync:\n{diff[:2000]}")
 
@@ -292,6 +349,10 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--methods", default="hamn-rsync,bare-rsync,hamn-salt")
+    parser.add_argument("--no-salt-lab", dest="salt_lab", action="store_false",
+                        help="skip the runs through a full Salt lab (salt mnX state.apply hamn.files)")
+    parser.add_argument("--salt-lab-runs", type=int, default=None,
+                        help="runs through the Salt lab (default: --runs; a first one takes about a minute)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (namespaces, sshd, file owners)")
@@ -325,7 +386,16 @@ def main():
                     bench.check_identical()
                 say(f"run {i + 1}/{args.runs} {method}: first {figures[method]['first'][-1]:.3f}s, "
                     f"no-op {figures[method]['noop'][-1]:.3f}s")
-        section = summarize(args, tree, figures, salt_parts)
+        salt_lab = []
+        if args.salt_lab:
+            make_tree(bench.root(PRIMARY) / SALT_TREE.lstrip("/"), files=args.files)
+            lab_runs = args.salt_lab_runs or args.runs
+            for i in range(lab_runs):
+                bench.salt_lab_reset()
+                salt_lab.append(bench.salt_lab_round())
+                say(f"run {i + 1}/{lab_runs} salt lab (state.apply on {PRIMARY}, then {STANDBY}): first "
+                    f"{salt_lab[-1]['first']['total']:.2f}s, no-op {salt_lab[-1]['noop']['total']:.2f}s")
+        section = summarize(args, tree, figures, salt_parts, salt_lab)
         results.update("filesync", section)
         print_table(section)
     finally:
@@ -333,7 +403,7 @@ def main():
     return 0
 
 
-def summarize(args, tree, figures, salt_parts):
+def summarize(args, tree, figures, salt_parts, salt_lab):
     out = {
         "method": (
             "Namespaces rjbf-* (198.51.100.0/24), sshd of the bench's own in the primary's namespace; a "
@@ -360,6 +430,15 @@ def summarize(args, tree, figures, salt_parts):
             out[f"hamn_salt_{phase}_parts_seconds"] = {
                 part: results.spread([p[part] for p in salt_parts[phase]])
                 for part in ("primary_push", "master_pillar", "standby_apply")}
+    if salt_lab:
+        for phase in ("first", "noop"):
+            out[f"salt_lab_{phase}_seconds"] = {
+                part: results.spread([r[phase][part] for r in salt_lab]) for part in ("primary", "standby", "total")}
+        out["salt_lab_test_ping_seconds"] = results.spread([r["ping"] for r in salt_lab])
+        out["salt_lab_note"] = (
+            "salt mn1 state.apply hamn.files (primary: scan, cp.push of each new content, re-read of a fresh "
+            "pillar) then salt mn2 state.apply hamn.files (pillar with the contents, apply, rescan), each "
+            "timed as the salt CLI's wall time from the witness namespace.")
     if "hamn_rsync_noop_seconds" in out and "bare_rsync_noop_seconds" in out:
         ratio = out["hamn_rsync_noop_seconds"]["median"] / out["bare_rsync_noop_seconds"]["median"]
         out["hamn_rsync_vs_bare_noop"] = round(ratio, 2)
@@ -383,6 +462,12 @@ def print_table(section):
             if key in section:
                 s = section[key]
                 print(f"{method:12s} {phase:6s} {s['median']:7.3f} s  ({s['min']:.3f}-{s['max']:.3f})")
+    for phase in ("first", "noop"):
+        key = f"salt_lab_{phase}_seconds"
+        if key in section:
+            s = section[key]
+            print(f"salt lab     {phase:6s} {s['total']['median']:7.3f} s  ({s['total']['min']:.3f}-{s['total']['max']:.3f})"
+                  f"  [primary {s['primary']['median']:.2f} s + standby {s['standby']['median']:.2f} s]")
     if "hamn_rsync_vs_bare_noop" in section:
         print(f"hamn rsync / bare rsync, no-op: {section['hamn_rsync_vs_bare_noop']}x (target <= 1.5x: "
               f"{'met' if section['target_met'] else 'NOT met'}); first run {section['hamn_rsync_vs_bare_first']}x")
