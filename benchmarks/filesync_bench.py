@@ -368,7 +368,8 @@ def main():
         say(f"tree: {tree['files']} files, {tree['dirs']} dirs, {tree['symlinks']} symlinks, "
             f"{tree['bytes'] / 1e6:.1f} MB under {PRIMARY}:{TREE}")
         for i in range(args.runs):
-            for method in methods:
+            shift = i % len(methods)  # each method goes first in turn
+            for method in methods[shift:] + methods[:shift]:
                 bench.clear_standby()
                 cache = bench.dir / "master-cache"
                 if cache.exists():
@@ -414,7 +415,7 @@ def summarize(args, tree, figures, salt_parts, salt_lab):
             "root@primary:tree/ tree/ in the same namespace with the same ssh config; hamn-salt = the salt "
             "transport's node-local work (primary scan+hash+push into a master cache dir, the hamn_files "
             "ext_pillar, standby apply), without Salt's daemons and round trips. After every sync the copy "
-            "is checked identical (rsync -a -n -c -i --delete). Methods interleaved per run."),
+            "is checked identical (rsync -a -n -c -i --delete). Methods interleaved per run, each going first in turn."),
         "runs": args.runs,
         "tree": {**tree, "path": TREE},
         "transport_note": (
