@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv unit functional integration faults bench bench-auto lab-down clean
+.PHONY: demo test deps bench-deps venv unit functional integration faults bench bench-auto bench-rejoin bench-filesync lab-down clean
 
 demo: deps $(STAMP)  ## the drill in a fresh lab: its report, the Markdown's and the timeline picture's paths
 	$(VENV)/bin/hamn-lab demo
@@ -33,6 +33,9 @@ faults: deps $(STAMP)  ## on demand: the automatic failover fault matrix, TRIALS
 deps:
 	@scripts/install-system-deps
 
+bench-deps:  ## the lab's packages plus the benchmarks' (openssh-server, never started in the root namespace)
+	@scripts/install-system-deps bench
+
 venv: $(STAMP)
 
 $(STAMP): setup.py pyproject.toml
@@ -41,8 +44,17 @@ $(STAMP): setup.py pyproject.toml
 	$(PY) -m pip install -q -e '.[test,drill]'
 	touch $@
 
-bench: deps $(STAMP)  ## on demand, not in CI: switchover/failover outage, medians
+BENCH_RUNS ?= 5
+bench: bench-deps $(STAMP)  ## on demand, not in CI: switchover/failover outage, rejoin, file sync; medians
 	$(PY) benchmarks/failover_times.py --runs 5
+	$(PY) benchmarks/rejoin_bench.py --runs $(BENCH_RUNS)
+	$(PY) benchmarks/filesync_bench.py --runs $(BENCH_RUNS)
+
+bench-rejoin: deps $(STAMP)  ## on demand: rejoin of a diverged ~1 GB primary, hamn vs bare pg_rewind / pg_basebackup
+	$(PY) benchmarks/rejoin_bench.py --runs $(BENCH_RUNS)
+
+bench-filesync: bench-deps $(STAMP)  ## on demand: file sync of 1,000 files, hamn vs bare rsync over ssh
+	$(PY) benchmarks/filesync_bench.py --runs $(BENCH_RUNS)
 
 bench-auto: deps $(STAMP)  ## on demand: automatic failover, kill -> first write, false failovers
 	$(PY) benchmarks/auto_failover.py --runs 5

@@ -8,7 +8,7 @@ import os
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from saltext_hamn.utils.filesync import store
+from saltext_hamn.utils.filesync import state, store
 from tests.filesync_support import FakeMaster
 
 
@@ -159,3 +159,42 @@ def test_ext_pillar_collects_unreferenced_objects(master, monkeypatch):
     os.utime(orphan, (0, 0))
     master.pillar("mn1")
     assert not os.path.exists(orphan) and len(os.listdir(objects)) == 2
+
+
+# --------------------------------------------------------------------------- rsync transport, standby
+
+
+def _rsync_standby(master, monkeypatch, passes):
+    """hamn.files_synced on the standby with the rsync transport; ``passes`` are the
+    (changes, errors) each rsync_pull call returns, in order. Returns (ret, calls)."""
+    master.pillars["mn2"]["files"]["transport"] = "rsync"
+    calls = []
+
+    def fake_pull(files, *, host, test, **_kwargs):
+        calls.append({"host": host, "test": test})
+        return passes[len(calls) - 1]
+
+    monkeypatch.setattr(state, "rsync_pull", fake_pull)
+    return master.apply("mn2", "standby"), calls
+
+
+def test_rsync_no_op_pull_is_not_checked_again(master, monkeypatch):
+    ret, calls = _rsync_standby(master, monkeypatch, [({}, [])])
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert ret["comment"] == "mn2 is the standby: identical to mn1 (198.51.100.11) over rsync"
+    assert calls == [{"host": "198.51.100.11", "test": False}]  # one pass, no dry-run repeat
+
+
+def test_rsync_pull_that_changed_something_is_still_checked(master, monkeypatch):
+    changed = {"updated": ["/etc/hosts"]}
+    ret, calls = _rsync_standby(master, monkeypatch, [(changed, []), ({}, [])])
+    assert ret["result"] is True and ret["changes"] == changed, ret
+    assert [c["test"] for c in calls] == [False, True]
+    ret, calls = _rsync_standby(master, monkeypatch, [(changed, []), ({"updated": ["/etc/hosts"]}, [])])
+    assert ret["result"] is False and "still differs from mn1 after rsync: /etc/hosts" in ret["comment"], ret
+
+
+def test_rsync_failed_pull_fails_without_a_check(master, monkeypatch):
+    ret, calls = _rsync_standby(master, monkeypatch, [({}, [("/etc/hosts", "rsync exit 255: ssh refused")])])
+    assert ret["result"] is False and "rsync from mn1 (198.51.100.11) failed" in ret["comment"], ret
+    assert len(calls) == 1

@@ -373,6 +373,12 @@ def _standby_rsync(run, cfg, me, peer):
                    False if errors else (None if changes else True), changes)
     if errors:
         run.finish(f"{me} is the standby: rsync from {peer} ({host}) failed", False, changes)
+    if not changes:
+        # The pull compared every listed file with the primary's and had nothing to do:
+        # a dry-run pass now would only repeat that comparison over a second ssh
+        # connection (it doubled a no-op run). After a pull that changed something,
+        # the check below still runs.
+        run.finish(f"{me} is the standby: identical to {peer} ({host}) over rsync", True)
     drift, errors = rsync_pull(files, host=host, test=True)
     if drift or errors:
         listed = _short([*drift.get("added", []), *drift.get("updated", []), *drift.get("removed", [])])

@@ -13,13 +13,17 @@ from saltext_hamn.utils.pg import connection, standby
 TABLE = "hamn_canary"
 
 
-def write(conn):
-    """Insert a fresh canary row on the primary; return its token."""
-    token = f"canary-{uuid.uuid4()}"
+def create(conn):
     connection.query(
         conn,
         f"CREATE TABLE IF NOT EXISTS {TABLE} (token text PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT now())",
     )
+
+
+def write(conn):
+    """Insert a fresh canary row on the primary; return its token."""
+    token = f"canary-{uuid.uuid4()}"
+    create(conn)
     connection.query(conn, f"INSERT INTO {TABLE} (token) VALUES (%s)", (token,))
     return token
 
@@ -61,8 +65,12 @@ def verify(cluster, cfg, me, timeout=10):
     with connection.session(cluster) as conn:
         if connection.scalar(conn, "SELECT pg_is_in_recovery()"):
             raise HamnError("this node is a standby; run verify_replication on the primary")
-        token = write(conn)
+        # Table and grant before the row: the standby replays in commit order, so once
+        # it shows the row it has the grant too. (Granting after the insert let a fresh
+        # table's first check read the row before the grant: "permission denied".)
+        create(conn)
         connection.query(conn, sql.SQL(f"GRANT SELECT ON {TABLE} TO {{}}").format(sql.Identifier(user)))
+        token = write(conn)
         started = time.monotonic()
 
         def peer():
