@@ -43,3 +43,71 @@ def test_an_orchestration_step_fails_with_one_line_and_never_raises(monkeypatch)
     assert ret["result"] is False and "internal error (TypeError" in ret["comment"]
     ret = hamn_orch._state("begin", lambda m, o: f"run: {o}", "switchover")  # pylint: disable=protected-access
     assert ret["result"] is True and ret["changes"] == {"return": "run: switchover"}
+
+
+class FakeClaim:
+    """The new node's VIP handles: survey answers, whether the full probe hears anyone."""
+
+    def __init__(self, survey, full=()):
+        self.survey_answers, self.full_answers, self.taken = list(survey), list(full), False
+        self.address = "198.51.100.10"
+
+    def __call__(self, cfg, netns=None):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def held(self):
+        return False
+
+    def survey(self):
+        return self.survey_answers
+
+    def full_probe(self):
+        return self.full_answers
+
+    def take(self):
+        self.taken = True
+        return {"changed": True}
+
+
+OLD_MAC = "0a:1b:2c:3d:4e:5f"
+
+
+@pytest.mark.parametrize("survey, released_mac, full, outcome", [
+    ([OLD_MAC], OLD_MAC, [], True),  # the fenced old node held it and released it: taken at once
+    ([OLD_MAC], None, [], False),  # its watchdog did not answer: the full probe found nobody
+    ([OLD_MAC], None, [OLD_MAC], "in use"),  # ... or found it still there: refused
+    (["99:99:99:99:99:99"], OLD_MAC, ["99:99:99:99:99:99"], "in use"),  # a third host answered
+    ([OLD_MAC, "99:99:99:99:99:99"], OLD_MAC, [], "several hosts"),
+])
+def test_an_automatic_takeover_takes_the_vip_from_the_fenced_node_only_on_its_word(
+        monkeypatch, survey, released_mac, full, outcome):
+    from saltext_hamn.utils.auto import takeover  # pylint: disable=import-outside-toplevel
+    from saltext_hamn.utils.lease import protocol  # pylint: disable=import-outside-toplevel
+    from tests import support  # pylint: disable=import-outside-toplevel
+
+    claim = FakeClaim(survey, full)
+    monkeypatch.setattr(takeover.handover, "Claim", claim)
+    asked = []
+
+    def exchange(host, port, key, op, sender, args=None, timeout=0.5):  # pylint: disable=unused-argument
+        asked.append((host, op, sender))
+        if released_mac is None:
+            raise HamnError("lease watchdog at 198.51.100.11:7999: no answer within 1s")
+        return {"vip_released": True, "mac": released_mac}
+
+    monkeypatch.setattr(protocol, "exchange", exchange)
+    cfg = support.load()
+    if isinstance(outcome, str):
+        with pytest.raises(HamnError, match=outcome):
+            takeover.take_from_fenced_peer(cfg, "mn2")
+        assert not claim.taken
+        return
+    got = takeover.take_from_fenced_peer(cfg, "mn2")
+    assert claim.taken and got["released_by_peer"] is outcome
+    assert asked == [(cfg["nodes"]["mn1"]["address"], "release-vip", "mn2")]

@@ -102,6 +102,8 @@ def test_on_challenge_raising_sends_nothing(server):
     ("renew", "mn2", {"enforce": True}, "only the master sets enforce"),
     ("renew", "mn2", {"allow_async": True}, "only the master allows async"),
     ("renew", "master", {"enforce": True, "allow_async": "yes"}, "args.allow_async must be true or false"),
+    ("fence", "master", {"keep_vip": "yes"}, "args.keep_vip must be true or false"),
+    ("release-vip", "master", {}, "release-vip is accepted from the peer only (the node taking the VIP over)"),
 ])
 def test_refusals_are_one_line_and_change_nothing(server, op, sender, args, error):
     with pytest.raises(HamnError) as info:

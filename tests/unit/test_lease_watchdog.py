@@ -9,6 +9,7 @@ import pytest
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.lease import ledger, protocol
 from saltext_hamn.utils.lease.watchdog import FENCE_RETRY, Watchdog
+from saltext_hamn.utils.lease import watchdog as watchdog_module
 from tests import support
 
 LEASE = 3.0
@@ -58,8 +59,12 @@ def env(tmp_path):
     clock, boot, fences = Clock(), {"id": "boot-a"}, []
 
     def make(observer=None, peer=None):
-        return Watchdog(cfg, "mn1", clock=clock, observer=observer or Observer(), fencer=lambda r: fences.append(r)
-                        or {"fenced": True, "steps": {}, "ms": 1}, exchange=peer or Peer(),
+        def fencer(reason, keep_vip=False):
+            fences.append((reason, "keep_vip") if keep_vip else reason)
+            return {"fenced": True, "steps": {}, "ms": 1}
+
+        return Watchdog(cfg, "mn1", clock=clock, observer=observer or Observer(), fencer=fencer,
+                        exchange=peer or Peer(),
                         read_boot_id=lambda: boot["id"], wall=lambda: 1.7e9)
 
     class Env:
@@ -250,3 +255,47 @@ def test_fence_from_the_master_fences_and_answers(env):
     answer = serve_raw(wd, lambda h: protocol.signed(wd.key, {"op": "fence", "from": "master",
                                                               "nonce": h["nonce"], "args": {}}))
     assert answer["ok"] is True and env.fences == ["fence requested by the master"]
+
+
+def test_the_master_may_ask_a_fence_that_keeps_the_vip_for_the_takeover(env):
+    wd = env.make(Observer("standby"))
+    answer = serve_raw(wd, lambda h: protocol.signed(wd.key, {"op": "fence", "from": "master",
+                                                              "nonce": h["nonce"], "args": {"keep_vip": True}}))
+    assert answer["ok"] is True and env.fences == [("fence requested by the master", "keep_vip")]
+
+
+class FakeRelease:
+    dropped = []
+
+    def __init__(self, cfg, netns=None):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def mac(self):
+        return "0a:1b:2c:3d:4e:5f"
+
+    def drop(self):
+        self.dropped.append(True)
+        return True
+
+
+def test_the_peer_gets_the_vip_released_only_from_a_fenced_node(env, monkeypatch):
+    monkeypatch.setattr(watchdog_module.handover, "Release", FakeRelease)
+    FakeRelease.dropped = []
+    wd = env.make(Observer("primary"))
+
+    def release(hello):
+        return protocol.signed(wd.key, {"op": "release-vip", "from": "mn2", "nonce": hello["nonce"], "args": {}})
+
+    refused = serve_raw(wd, release)
+    assert refused["ok"] is False and "not fenced" in refused["error"] and FakeRelease.dropped == []
+    with env.book.update() as data:
+        data.update(fenced=True, fenced_at=env.clock(), fence_reason="fence requested by the master")
+    answer = serve_raw(wd, release)
+    assert answer["ok"] is True and FakeRelease.dropped == [True]
+    assert answer["status"]["vip_released"] is True and answer["status"]["mac"] == "0a:1b:2c:3d:4e:5f"

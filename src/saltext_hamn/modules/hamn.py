@@ -151,7 +151,7 @@ def promote(force=False, primary_lsn=None, timeout=60):
                               primary_lsn=None if primary_lsn is None else str(primary_lsn), timeout=timeout)
 
 
-def takeover(peer_fenced=False, primary_lsn=None, force=False, timeout=60):
+def takeover(peer_fenced=False, primary_lsn=None, force=False, handoff=False, timeout=60):
     """
     Automatic failover, on the standby: promote it and raise the VIP in one call.
 
@@ -162,7 +162,10 @@ def takeover(peer_fenced=False, primary_lsn=None, force=False, timeout=60):
     is ``hamn:heartbeat:failover_delay`` old. Keeps the lag guard of
     ``hamn.promote`` (``primary_lsn``: the old primary's last known position)
     and the ARP guard of ``hamn.vip_up`` (``force=True`` accepts lag past the
-    limit, as for ``hamn.promote``). Also the failover orchestration's ``take`` step.
+    limit, as for ``hamn.promote``). ``handoff=True``: the old primary's watchdog
+    fenced it keeping the VIP; it is asked to release it and the VIP is taken at
+    once (else the full ARP probe decides). Also the failover orchestration's
+    ``take`` step.
 
     CLI Example:
 
@@ -171,9 +174,9 @@ def takeover(peer_fenced=False, primary_lsn=None, force=False, timeout=60):
         salt mn2 hamn.takeover peer_fenced=True primary_lsn=0/3000148
     """
     peer_fenced, force = _bool(peer_fenced, "peer_fenced"), _bool(force, "force")
-    timeout = _seconds(timeout, "timeout")
+    handoff, timeout = _bool(handoff, "handoff"), _seconds(timeout, "timeout")
     cfg = _cfg()
-    return auto_takeover.takeover(_local(cfg), cfg, _me(cfg), peer_fenced=peer_fenced, force=force,
+    return auto_takeover.takeover(_local(cfg), cfg, _me(cfg), peer_fenced=peer_fenced, force=force, handoff=handoff,
                                   primary_lsn=None if primary_lsn is None else str(primary_lsn), timeout=timeout)
 
 

@@ -15,8 +15,9 @@ The promotion keeps its lag guard, and the VIP its ARP duplicate-address guard.
 import logging
 import time
 
+from saltext_hamn.utils import config
 from saltext_hamn.utils.errors import HamnError
-from saltext_hamn.utils.net import vip
+from saltext_hamn.utils.net import handover, vip
 from saltext_hamn.utils.pg import peer as pg_peer, promote as pg_promote, status as pg_status
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ def _lease_ledger():
     return ledger
 
 
-def takeover(cluster, cfg, me, *, peer_fenced, primary_lsn=None, force=False, timeout=60, sleep=time.sleep):
+def takeover(cluster, cfg, me, *, peer_fenced, primary_lsn=None, force=False, timeout=60, sleep=time.sleep,
+             handoff=False):
     started = time.monotonic()
     role = pg_status.collect(cluster)["role"]
     if role != "standby":
@@ -51,7 +53,7 @@ def takeover(cluster, cfg, me, *, peer_fenced, primary_lsn=None, force=False, ti
                                       checkpoint=False)
         t_vip = time.monotonic()
         # The VIP answers once added; the later gratuitous ARP rounds need not hold up the call.
-        raised = vip.up(cfg, announce_later=True)
+        raised = take_from_fenced_peer(cfg, me) if handoff else vip.up(cfg, announce_later=True)
     finally:
         ledger.release_peer(state_dir)
     t_checkpoint = time.monotonic()
@@ -61,3 +63,36 @@ def takeover(cluster, cfg, me, *, peer_fenced, primary_lsn=None, force=False, ti
     return {"promoted": promoted, "vip": raised, "checkpoint": checkpoint, "lease_waited": round(waited, 3),
             "seconds": round(done - started, 3), "promote_seconds": round(t_vip - t_promote, 3),
             "vip_seconds": round(t_checkpoint - t_vip, 3), "checkpoint_seconds": round(done - t_checkpoint, 3)}
+
+
+def take_from_fenced_peer(cfg, me, netns=None):
+    """The VIP from an old primary its watchdog fenced with the VIP kept (``keep_vip``).
+
+    Survey the VIP (while the old node still holds it, only it may answer), ask its
+    watchdog to release it (authenticated; refused unless that node is fenced),
+    then add it at once. Without that answer, or when the survey saw another MAC,
+    the full ARP probe decides, as for any raise.
+    """
+    from saltext_hamn.utils.lease import protocol  # pylint: disable=import-outside-toplevel
+
+    with handover.Claim(cfg, netns) as claim:
+        if claim.held():
+            return {**claim.take(), "released_by_peer": None}
+        holders = claim.survey()
+        if len(holders) > 1:
+            raise HamnError(f"the VIP {claim.address} is answered by several hosts ({', '.join(holders)}): "
+                            "not taking it; find the other holder")
+        answer = None
+        if holders:
+            peer, hb = config.peer_of(cfg, me), cfg["heartbeat"]
+            try:
+                answer = protocol.exchange(cfg["nodes"][peer]["address"], hb["lease_port"], hb["lease_key"],
+                                           "release-vip", me, {}, timeout=1.0)
+            except HamnError as exc:
+                log.warning("takeover: %s did not release the VIP (%s); probing it fully", peer, exc)
+        if answer is not None and set(holders) <= {str(answer.get("mac", "")).lower()}:
+            return {**claim.take(), "released_by_peer": True}
+        answers = claim.full_probe()
+        if answers:
+            raise HamnError(f"VIP {claim.address} is in use: answered by {', '.join(answers)}; not adding it")
+        return {**claim.take(), "released_by_peer": False}

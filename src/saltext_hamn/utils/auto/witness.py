@@ -382,11 +382,13 @@ def _prove(master, cfg, decision, given, run):
     old = decision.old
     hb = cfg["heartbeat"]
     if decision.proof == rule.PROOF_WATCHDOG:
+        # The VIP stays on the fenced node until the standby takes it over (release-vip):
+        # meanwhile clients are refused at once instead of losing their connection attempts.
         status = protocol.exchange(cfg["nodes"][old]["address"], hb["lease_port"], hb["lease_key"], "fence",
-                                   "master", {}, timeout=5)
+                                   "master", {"keep_vip": True}, timeout=5)
         if not status.get("fenced"):
             raise HamnError(f"{old}'s watchdog answered the fence request without fencing: {status}")
-        comment = f"{old}'s watchdog fenced it"
+        comment = f"{old}'s watchdog fenced it (VIP kept for the handoff)"
     elif decision.proof == rule.PROOF_MINION:
         master.call_one(old, "hamn.stop_db", kwargs={"mode": "immediate", "timeout": 10}, timeout=15)
         master.call_one(old, "hamn.vip_down", timeout=15)
@@ -423,7 +425,8 @@ def _takeover(master, cfg, decision, primary_lsn, run):
                         "fence itself right after")
     try:
         ret = master.call_one(decision.new, "hamn.takeover",
-                              kwargs={"peer_fenced": decision.proof != rule.PROOF_LEASE, "primary_lsn": primary_lsn},
+                              kwargs={"peer_fenced": decision.proof != rule.PROOF_LEASE, "primary_lsn": primary_lsn,
+                                      "handoff": decision.proof == rule.PROOF_WATCHDOG},
                               timeout=TAKEOVER_TIMEOUT + cfg["heartbeat"]["failover_delay"])
     except HamnError as exc:
         # A return lost on a busy master must not leave the run "failed" while the node did

@@ -1,5 +1,8 @@
 """The self-fence: after it, this node neither holds the VIP nor can write, now or after any start.
 
+(One exception, asked by the master for a takeover it is about to start: the VIP
+stays, with nothing behind it, until the standby asks for it: ``keep_vip``.)
+
 Order (docs/auto-failover.md): VIP down, ``standby.signal`` + standby settings, then
 ``pg_ctl stop -m immediate``, then the ledger.  Every step is attempted even when an
 earlier one failed: each one alone already takes something away.  An immediate stop
@@ -76,14 +79,21 @@ def _stop_immediate(cluster):
     raise RuntimeError((result.stderr or result.stdout or "pg_ctl stop failed").strip().splitlines()[-1])
 
 
-def self_fence(cfg, me, cluster, reason, netns=None, clock=lease_ledger.now):
+def self_fence(cfg, me, cluster, reason, netns=None, clock=lease_ledger.now, keep_vip=False):
     """Fence this node; returns ``{fenced, reason, steps: {vip, standby_config, stop, ledger}, ms}``.
 
     ``fenced`` is True when PostgreSQL is down with the standby signal in place.
+    ``keep_vip`` (only when the master asks, with the standby about to take over):
+    the VIP stays until the standby asks for it (``release-vip``), so that clients
+    meanwhile get "connection refused" at once instead of losing their connection
+    attempts to an address nobody holds (a lost SYN costs a client 1 s).
     """
     started = time.monotonic()
     steps = {}
-    _step(steps, "vip", lambda: vip.down(cfg, netns=netns)["changed"] and "removed" or "not held")
+    if keep_vip:
+        steps["vip"] = {"ok": True, "detail": "kept until the standby takes it over", "ms": 0.0}
+    else:
+        _step(steps, "vip", lambda: vip.down(cfg, netns=netns)["changed"] and "removed" or "not held")
     _step(steps, "standby_config", lambda: _standby_config(cluster, cfg, me))
     _step(steps, "stop", lambda: _stop_immediate(cluster))
 

@@ -24,7 +24,7 @@ import time
 from saltext_hamn.utils.errors import HamnError
 
 VERSION = 1
-OPS = ("renew", "status", "fence")
+OPS = ("renew", "status", "fence", "release-vip")
 MASTER = "master"
 MAX_LINE = 4096  # a request or answer is a few hundred bytes; refuse anything larger
 _NONCE_RE = re.compile(r"[0-9a-f]{32}")
@@ -154,6 +154,10 @@ def check_request(key, request, nonce, senders):
         raise Refused("args must be an object")
     if op == "fence" and sender != MASTER:
         raise Refused("fence is accepted from the master only")
+    if op == "fence" and not isinstance(args.get("keep_vip", False), bool):
+        raise Refused("args.keep_vip must be true or false")
+    if op == "release-vip" and sender == MASTER:
+        raise Refused("release-vip is accepted from the peer only (the node taking the VIP over)")
     if op == "renew":
         if sender == MASTER and not isinstance(args.get("enforce"), bool):
             raise Refused("a renew from the master needs args.enforce true or false")

@@ -20,6 +20,7 @@ from saltext_hamn.utils.lease import fence as lease_fence
 from saltext_hamn.utils.lease import ledger as lease_ledger
 from saltext_hamn.utils.lease import protocol
 from saltext_hamn.utils.lease import sync as lease_sync
+from saltext_hamn.utils.net import handover
 from saltext_hamn.utils.pg.cluster import from_config
 
 log = logging.getLogger("hamn-leased")
@@ -81,8 +82,8 @@ class Watchdog:
         self.ledger = lease_ledger.Ledger(self.state_dir, read_boot_id)
         self.cluster = from_config(cfg)
         self.observer = observer
-        self.fencer = fencer or (lambda reason: lease_fence.self_fence(cfg, me, self.cluster, reason,
-                                                                         netns=netns, clock=clock))
+        self.fencer = fencer or (lambda reason, keep_vip=False: lease_fence.self_fence(
+            cfg, me, self.cluster, reason, netns=netns, clock=clock, keep_vip=keep_vip))
         # Per process, on purpose: a restarted watchdog fences a writable node at once.
         self.last_fence_try = None
         self.last_renew_try = None
@@ -165,13 +166,13 @@ class Watchdog:
             self._note("consent", ("applied",), "allow_async from the master applied")
 
     # ---- fencing -------------------------------------------------------------------------
-    def fence(self, reason):
+    def fence(self, reason, keep_vip=False):
         with self._fencing:
-            return self._fence(reason)
+            return self._fence(reason, keep_vip)
 
-    def _fence(self, reason):
-        log.warning("FENCING: %s", reason)
-        result = self.fencer(reason)
+    def _fence(self, reason, keep_vip=False):
+        log.warning("FENCING: %s%s", reason, " (VIP kept for the standby's takeover)" if keep_vip else "")
+        result = self.fencer(reason, keep_vip=True) if keep_vip else self.fencer(reason)
         steps = ", ".join(f"{name} {'ok' if step['ok'] else 'FAILED: ' + step['error']}"
                           for name, step in (result.get("steps") or {}).items())
         log.warning("fence %s in %s ms: %s", "done" if result.get("fenced") else "INCOMPLETE",
@@ -236,9 +237,23 @@ class Watchdog:
                 self._allow_async()
         elif op == "fence":
             self.last_fence_try = self.clock()
-            self.fence("fence requested by the master")
+            self.fence("fence requested by the master", keep_vip=args.get("keep_vip", False))
+        elif op == "release-vip":
+            return self._release_vip()
         with self._fencing:
             return self.status(self.observer.current())
+
+    def _release_vip(self):
+        """The peer takes the VIP over: drop it, but only from a fenced node (one that
+        cannot write); the answer carries this node's MAC, which the peer's ARP survey
+        may have seen answer for the VIP."""
+        with self._fencing:
+            if not self.ledger.read()["fenced"]:
+                raise protocol.Refused("this node is not fenced: it keeps the VIP")
+            with handover.Release(self.cfg, self.netns) as here:
+                mac, dropped = here.mac(), here.drop()
+            log.warning("VIP released to %s (%s)", self.peer, "dropped" if dropped else "was not here")
+            return {**self.status(self.observer.current()), "vip_released": dropped, "mac": mac}
 
     def senders(self):
         return (protocol.MASTER, self.peer)
