@@ -49,6 +49,7 @@ bench: bench-deps $(STAMP)  ## on demand, not in CI: switchover/failover outage,
 	$(PY) benchmarks/failover_times.py --runs 5
 	$(PY) benchmarks/rejoin_bench.py --runs $(BENCH_RUNS)
 	$(PY) benchmarks/filesync_bench.py --runs $(BENCH_RUNS)
+	$(PY) benchmarks/render_docs.py
 
 bench-rejoin: deps $(STAMP)  ## on demand: rejoin of a diverged ~1 GB primary, hamn vs bare pg_rewind / pg_basebackup
 	$(PY) benchmarks/rejoin_bench.py --runs $(BENCH_RUNS)
@@ -58,6 +59,7 @@ bench-filesync: bench-deps $(STAMP)  ## on demand: file sync of 1,000 files, ham
 
 bench-auto: deps $(STAMP)  ## on demand: automatic failover, kill -> first write, false failovers
 	$(PY) benchmarks/auto_failover.py --runs 5
+	$(PY) benchmarks/render_docs.py
 
 lab-down: $(STAMP)  ## remove a lab left by an interrupted run
 	$(VENV)/bin/hamn-lab down
