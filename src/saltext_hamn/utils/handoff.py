@@ -60,8 +60,17 @@ def release_primary(cluster, cfg, me, major, timeout=60):
     Idempotent: a node already running as a standby is left running (a resumed run
     after the role moved); a stopped one only gets its standby config again.
     """
-    stopped_services = services.stop_services(cfg)
     here = status.collect(cluster)
+    if here["role"] == "primary":
+        # Re-checked here, now: stopping the primary while its peer does not stream
+        # from it would leave nobody to take over.
+        peer = config.peer_of(cfg, me)
+        address = cfg["nodes"][peer]["address"]
+        if not any(str(s.get("address") or "").split("/")[0] == address and s.get("state") == "streaming"
+                   for s in here["standbys"]):
+            raise HamnError(f"refusing to stop PostgreSQL here: {peer} ({address}) does not stream from this "
+                            "primary now, so nothing could take over. Next: salt-run hamn.status")
+    stopped_services = services.stop_services(cfg)
     if here["role"] == "standby":
         return {"services": stopped_services, "changed": False, "was_role": "standby", "lsn": None,
                 "state": "in archive recovery", "boot_safe": True,
