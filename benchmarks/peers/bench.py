@@ -244,6 +244,7 @@ def main():
             raise
         except Exception as exc:  # pylint: disable=broad-except
             say(f"{peer.name}: FAILED: {exc}")
+            print(peer.lab.log_tails(), flush=True)
             failed[peer.name] = str(exc)[-1000:]
         finally:
             if args.keep:

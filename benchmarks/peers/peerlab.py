@@ -85,6 +85,14 @@ class PeerLab:
         path.chmod(mode)
         return path
 
+    def log_tails(self, lines=15):
+        """The last lines of every daemon log of this lab (shown when something failed)."""
+        out = []
+        for log in sorted(self.dir.glob("*.log")):
+            text = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+            out.append(f"--- {log}\n" + "\n".join(text))
+        return "\n".join(out)
+
     def teardown(self, quiet=False):
         """Kill everything in this lab's namespaces, delete them and the lab directory."""
         for name in self.spec.namespaces:
