@@ -216,6 +216,9 @@ def peers(names):
         if name == "patroni":
             from patroni_peer import PatroniPeer  # pylint: disable=import-outside-toplevel
             out.append(PatroniPeer())
+        elif name == "patroni_tuned":
+            from patroni_peer import PatroniPeer, TUNED  # pylint: disable=import-outside-toplevel
+            out.append(PatroniPeer(dcs=TUNED, name="patroni_tuned"))
         elif name == "pg_auto_failover":
             from paf_peer import PafPeer  # pylint: disable=import-outside-toplevel
             out.append(PafPeer())
@@ -225,14 +228,19 @@ def peers(names):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each scenario (default 3)")
-    parser.add_argument("--only", choices=("patroni", "pg_auto_failover"), action="append",
-                        help="measure only this system (repeatable; default both)")
+    parser.add_argument("--only", choices=("patroni", "pg_auto_failover", "patroni_tuned"), action="append",
+                        help="measure only this system (repeatable; default: patroni and pg_auto_failover)")
+    parser.add_argument("--tuned", action="store_true",
+                        help="also a labeled Patroni variant with the lowest DCS timings it accepts")
     parser.add_argument("--keep", action="store_true", help="leave the last lab up for debugging")
     parser.add_argument("--no-results", action="store_true", help="do not write benchmarks/results.json")
     args = parser.parse_args()
     systems = {}
     failed = {}
-    for peer in peers(args.only or ("patroni", "pg_auto_failover")):
+    names = args.only or ["patroni", "pg_auto_failover"]
+    if args.tuned and "patroni_tuned" not in names:
+        names.append("patroni_tuned")
+    for peer in peers(names):
         fig = empty_figures()
         try:
             meta = run_system(peer, args.runs, fig)

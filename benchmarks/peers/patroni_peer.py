@@ -26,13 +26,18 @@ SCOPE = "peers"
 
 # The documented defaults, written out so that results.json says what ran.
 DCS = {"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "maximum_lag_on_failover": 1048576}
+# A labeled variant (``--tuned``), not the comparison: the lowest values Patroni accepts
+# (it raises ttl < 20, loop_wait < 1, retry_timeout < 3), keeping loop_wait + 2 *
+# retry_timeout <= ttl as its documentation requires.
+TUNED = {"ttl": 20, "loop_wait": 1, "retry_timeout": 3}
 
 
 class PatroniPeer:
     name = "patroni"
     kill_names = ("postgres", "patroni")
 
-    def __init__(self, dcs=None):
+    def __init__(self, dcs=None, name="patroni"):
+        self.name = name
         self.lab = PeerLab("patr")
         self.dcs = dict(DCS, **(dcs or {}))
         secret = os.urandom(12).hex
@@ -168,7 +173,8 @@ class PatroniPeer:
 
     def settings(self):
         conf = self.lab.http_json(f"http://{self.lab.address(self.primary())}:{API_PORT}/config")
-        return {"dcs": "raft (pysyncobj): patroni_raft_controller in the witness namespace + one member per Patroni",
+        return {"variant": "documented defaults" if self.name == "patroni" else f"tuned: {TUNED}",
+                "dcs": "raft (pysyncobj): patroni_raft_controller in the witness namespace + one member per Patroni",
                 "dynamic_config": conf, "replication": "asynchronous (Patroni's default)"}
 
     def versions(self):
