@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import results  # noqa: E402  pylint: disable=wrong-import-position
-from peerlab import CLIENT_DB, CLIENT_USER, MultiHostClient, say, wait_for  # noqa: E402  pylint: disable=wrong-import-position
+from peerlab import CLIENT_DB, CLIENT_USER, say, wait_for  # noqa: E402  pylint: disable=wrong-import-position
 
 from saltext_hamn.lab.client import VipWriter  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -48,13 +48,13 @@ def wait_ack_after(writer, moment, timeout):
     return writer.first_ack_after(moment)
 
 
-def first_write_after_kill(writer, killed, timeout=180):
+def first_write_after_kill(writer, errors, killed, timeout=180):
     """Kill -> the first commit acknowledged on a connection opened after the kill.
 
     A dying primary can acknowledge an in-flight commit a few ms after the SIGKILL:
     that one is not a write made possible again. So wait for the client's first error
-    after the kill, and take the first acknowledgement after it."""
-    errors = writer.errors
+    after the kill (``errors``: the client's error count just before it), and take the
+    first acknowledgement after it."""
     deadline = time.monotonic() + timeout
     while writer.errors == errors and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -71,8 +71,10 @@ def pair(peer, client):
             primary_addr, standbys = cur.fetchone()
     finally:
         conn.close()
-    by_addr = {peer.lab.address(n): n for n in peer.lab.nodes}
-    return by_addr.get(primary_addr), sorted(by_addr.get(a, a) for a in standbys)
+    by_addr = {peer.address(n): n for n in peer.nodes}
+    # through a VIP (hamn) the server address is the VIP: ask the system which node holds it
+    primary = by_addr.get(primary_addr) or peer.primary()
+    return primary, sorted(by_addr.get(a, a) for a in standbys)
 
 
 def wait_healthy(peer, client, timeout=240, primary=None):
@@ -84,7 +86,7 @@ def wait_healthy(peer, client, timeout=240, primary=None):
         now, standbys = pair(peer, client)
         if primary and now != primary:
             return None
-        return now if standbys == [peer.lab.other(now)] and peer.healthy(now) else None
+        return now if standbys == [peer.other(now)] and peer.healthy(now) else None
 
     wait_for(f"{peer.name}: a healthy pair", check, timeout, interval=0.25)
     return time.monotonic() - started
@@ -115,7 +117,7 @@ def run_system(peer, runs, fig):
     started = time.monotonic()
     peer.setup()
     say(f"{peer.name}: pair up in {time.monotonic() - started:.1f} s, primary {peer.primary()}")
-    client = MultiHostClient(peer.lab, peer.lab.client_password)
+    client = peer.client()
     writer = VipWriter(client, table=TABLE, pause=0.01)
     writer.start()
     if math.isnan(wait_ack_after(writer, time.monotonic(), 30)):
@@ -131,7 +133,7 @@ def run_system(peer, runs, fig):
             if not ok:
                 raise RuntimeError(f"{peer.name}: switchover failed: {out}")
             after = wait_ack_after(writer, end, 60)
-            healthy = wait_healthy(peer, client, primary=peer.lab.other(old))
+            healthy = wait_healthy(peer, client, primary=peer.other(old))
             gap = writer.longest_gap(start, after)
             fig["switchover_gap"].append(gap)
             fig["switchover_command"].append(end - start)
@@ -141,12 +143,13 @@ def run_system(peer, runs, fig):
             time.sleep(2)
         for i in range(runs):
             old = peer.primary()
-            killed, pids = peer.lab.kill(old, peer.kill_names)
-            first = first_write_after_kill(writer, killed)
+            errors = writer.errors
+            killed, pids = peer.kill(old, agent=True)
+            first = first_write_after_kill(writer, errors, killed)
             new = peer.primary()
             rejoin_start = time.monotonic()
             peer.rejoin(old)
-            wait_healthy(peer, client, primary=peer.lab.other(old))
+            wait_healthy(peer, client, primary=peer.other(old))
             rejoin = time.monotonic() - rejoin_start
             fig["kill_first_write"].append(first)
             fig["kill_rejoin"].append(rejoin)
@@ -156,8 +159,9 @@ def run_system(peer, runs, fig):
             time.sleep(2)
         for i in range(runs):
             old = peer.primary()
-            killed, pids = peer.lab.kill(old, ("postgres",))
-            first = first_write_after_kill(writer, killed)
+            errors = writer.errors
+            killed, pids = peer.kill(old, agent=False)
+            first = first_write_after_kill(writer, errors, killed)
             new = pair(peer, client)[0]
             wait_healthy(peer, client, primary=new)
             healthy = time.monotonic() - killed
@@ -216,6 +220,9 @@ def peers(names):
         if name == "patroni":
             from patroni_peer import PatroniPeer  # pylint: disable=import-outside-toplevel
             out.append(PatroniPeer())
+        elif name == "hamn":
+            from hamn_peer import HamnPeer  # pylint: disable=import-outside-toplevel
+            out.append(HamnPeer())
         elif name == "patroni_tuned":
             from patroni_peer import PatroniPeer, TUNED  # pylint: disable=import-outside-toplevel
             out.append(PatroniPeer(dcs=TUNED, name="patroni_tuned"))
@@ -228,8 +235,10 @@ def peers(names):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each scenario (default 3)")
-    parser.add_argument("--only", choices=("patroni", "pg_auto_failover", "patroni_tuned"), action="append",
+    parser.add_argument("--only", choices=("hamn", "patroni", "pg_auto_failover", "patroni_tuned"), action="append",
                         help="measure only this system (repeatable; default: patroni and pg_auto_failover)")
+    parser.add_argument("--hamn", action="store_true",
+                        help="also hamn itself (its own lab, armed as bench-auto), first: ratios from one run")
     parser.add_argument("--tuned", action="store_true",
                         help="also a labeled Patroni variant with the lowest DCS timings it accepts")
     parser.add_argument("--keep", action="store_true", help="leave the last lab up for debugging")
@@ -238,6 +247,8 @@ def main():
     systems = {}
     failed = {}
     names = args.only or ["patroni", "pg_auto_failover"]
+    if args.hamn and "hamn" not in names:
+        names.insert(0, "hamn")
     if args.tuned and "patroni_tuned" not in names:
         names.append("patroni_tuned")
     for peer in peers(names):
@@ -252,11 +263,11 @@ def main():
             raise
         except Exception as exc:  # pylint: disable=broad-except
             say(f"{peer.name}: FAILED: {exc}")
-            print(peer.lab.log_tails(), flush=True)
+            print(peer.log_tails(), flush=True)
             failed[peer.name] = str(exc)[-1000:]
         finally:
             if args.keep:
-                say(f"{peer.name}: kept (--keep): {peer.lab.dir}, namespaces {', '.join(peer.lab.spec.namespaces)}")
+                say(f"{peer.name}: kept (--keep): {peer.where()}")
             else:
                 peer.teardown()
     if systems and not args.no_results:

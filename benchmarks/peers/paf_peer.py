@@ -19,12 +19,12 @@ user (``pgautofailover_monitor``, database ``postgres``, from the monitor's /32)
 
 import os
 
-from peerlab import CLIENT_DB, CLIENT_USER, PG_BIN, PG_PORT, PeerLab, version_of, wait_for
+from peerlab import CLIENT_DB, CLIENT_USER, PG_BIN, PG_PORT, Peer, PeerLab, version_of, wait_for
 
 MONITOR_DB = "pg_auto_failover"
 
 
-class PafPeer:
+class PafPeer(Peer):
     name = "pg_auto_failover"
     kill_names = ("postgres", "pg_autoctl")
 
@@ -182,6 +182,3 @@ class PafPeer:
         out = version_of(["pg_autoctl", "--version"])
         return {"pg_autoctl": out.split()[-1] if out else None,
                 "package": version_of(["dpkg-query", "-W", "-f", "${Version}", "pg-auto-failover-cli"])}
-
-    def teardown(self):
-        self.lab.teardown()

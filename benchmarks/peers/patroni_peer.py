@@ -13,11 +13,10 @@ primary can rejoin. scram-sha-256 everywhere; no ``trust`` line.
 """
 
 import os
-import time
 
 import yaml
 
-from peerlab import (CLIENT_DB, CLIENT_USER, PEERS_VENV, PG_BIN, PG_PORT, PeerLab, say, version_of,
+from peerlab import (CLIENT_DB, CLIENT_USER, PEERS_VENV, PG_BIN, PG_PORT, Peer, PeerLab, version_of,
                      wait_for)
 
 RAFT_PORT = 5010
@@ -32,7 +31,7 @@ DCS = {"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "maximum_lag_on_failover
 TUNED = {"ttl": 20, "loop_wait": 1, "retry_timeout": 3}
 
 
-class PatroniPeer:
+class PatroniPeer(Peer):
     name = "patroni"
     kill_names = ("postgres", "patroni")
 
@@ -183,6 +182,3 @@ class PatroniPeer:
                           "print(m.version('patroni'), m.version('pysyncobj'), m.version('psycopg2-binary'))"])
         patroni, pysyncobj, psycopg2 = (out or "? ? ?").split()
         return {"patroni": patroni, "pysyncobj": pysyncobj, "psycopg2_binary": psycopg2}
-
-    def teardown(self):
-        self.lab.teardown()

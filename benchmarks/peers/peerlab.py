@@ -164,6 +164,34 @@ class PeerLab:
                 return json.loads(resp.read().decode() or "null")
 
 
+class Peer:
+    """What the benchmark asks of a system; Patroni and pg_auto_failover run in a PeerLab."""
+
+    name = "?"
+    lab = None
+    kill_names = ("postgres",)  # plus the agent's command name
+
+    nodes = PeerLab.nodes
+    other = PeerLab.other
+    address = staticmethod(PeerLab.address)
+
+    def client(self):
+        return MultiHostClient(self.lab, self.lab.client_password)
+
+    def kill(self, node, agent):
+        """SIGKILL PostgreSQL (and the agent when ``agent``) on ``node``: (moment, pids)."""
+        return self.lab.kill(node, self.kill_names if agent else ("postgres",))
+
+    def log_tails(self):
+        return self.lab.log_tails()
+
+    def where(self):
+        return f"{self.lab.dir}, namespaces {', '.join(self.lab.spec.namespaces)}"
+
+    def teardown(self):
+        self.lab.teardown()
+
+
 class MultiHostClient:
     """What ``VipWriter`` needs of a lab (``client_connect``), for a system without a
     VIP: libpq's multi-host string with ``target_session_attrs=read-write`` over both
