@@ -146,7 +146,7 @@ def run_system(peer, runs, fig):
             errors = writer.errors
             killed, pids = peer.kill(old, agent=True)
             first = first_write_after_kill(writer, errors, killed)
-            new = peer.primary()
+            new = pair(peer, client)[0]
             rejoin_start = time.monotonic()
             peer.rejoin(old)
             wait_healthy(peer, client, primary=peer.other(old))
