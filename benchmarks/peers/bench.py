@@ -214,6 +214,25 @@ def section(fig, meta, runs):
     }
 
 
+RATIO_FIGURES = {"switchover_longest_gap": ("switchover", "longest_gap_s"),
+                 "switchover_command": ("switchover", "command_s"),
+                 "kill_first_write": ("kill_postgres_and_agent", "first_write_s"),
+                 "pg_kill_first_write": ("kill_postgres_only", "first_write_s")}
+
+
+def ratios(systems):
+    """Each system's median over hamn's median, figure by figure (same run, same machine)."""
+    out = {}
+    for name, data in systems.items():
+        if name == "hamn":
+            continue
+        out[name] = {}
+        for figure, (scenario, key) in RATIO_FIGURES.items():
+            mine, hamn = data[scenario][key]["median"], systems["hamn"][scenario][key]["median"]
+            out[name][figure] = round(mine / hamn, 2) if mine is not None and hamn else None
+    return out
+
+
 def peers(names):
     out = []
     for name in names:
@@ -288,6 +307,8 @@ def main():
             },
             "systems": systems,
         }
+        if "hamn" in systems:
+            data["ratios_to_hamn"] = ratios(systems)
         if failed:
             data["failed"] = failed
         results.update("peers", data)

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 import auto_failover  # benchmarks/auto_failover.py: wait_armed, heal
-from peerlab import BASE_DIR, Peer, version_of
+from peerlab import BASE_DIR, Peer, say, version_of
 
 from saltext_hamn.lab import drill
 from saltext_hamn.lab.lab import Lab
@@ -105,3 +105,4 @@ class HamnPeer(Peer):
 
     def teardown(self):
         self.hlab.down()
+        say(f"{self.hlab.spec.prefix}: lab down (namespaces, processes, {self.hlab.spec.lab_dir})")
