@@ -1,18 +1,20 @@
 """Patroni and pg_auto_failover measured the way hamn is: same client, same scenarios,
 namespaces of the same shape. Run on demand, as root: ``make bench-peers`` (or
-``.venv/bin/python benchmarks/peers/bench.py --runs 3``).
+``.venv/bin/python benchmarks/peers/bench.py --runs 3 --hamn --tuned``).
 
-For each system: build its lab (``patr-*`` / ``paf-*`` namespaces, data under
-/var/tmp/hamn-peers), start hamn's client (``VipWriter``: one row per commit, a write
-every 10 ms, the time of each acknowledged commit) in the witness namespace,
-connected through libpq's multi-host string with ``target_session_attrs=read-write``
-over both node addresses; then, N runs each:
+For each system (``--hamn``: hamn itself first, so that one run gives the ratios;
+``--tuned``: a labeled Patroni variant last): build its lab (``patr-*`` / ``paf-*`` /
+``peerhamn-*`` namespaces, data under /var/tmp/hamn-peers), start hamn's client
+(``VipWriter``: one row per commit, a write every 10 ms, the time of each
+acknowledged commit) in the witness namespace, connected through libpq's multi-host
+string with ``target_session_attrs=read-write`` over both node addresses (hamn:
+through its VIP); then, N runs each:
 
 * **switchover**: the tool's planned switchover command from the witness; longest
   gap between two acknowledged commits, acknowledged commits lost, the command's
   wall time;
 * **kill**: SIGKILL of the primary's PostgreSQL and its agent (patroni /
-  pg_autoctl); kill -> first acknowledged commit; then the node re-joined as the
+  pg_autoctl / salt-minion); kill -> first acknowledged commit; then the node re-joined as the
   tool does it (start the agent again), timed until the pair is healthy;
 * **pg-kill**: SIGKILL of the primary's PostgreSQL only (agent alive); kill -> first
   acknowledged commit; what the tool did (restart in place or failover); time
@@ -24,6 +26,7 @@ figures go to ``benchmarks/results.json``, section ``peers``.
 
 import argparse
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -260,9 +263,11 @@ def main():
                         help="also hamn itself (its own lab, armed as bench-auto), first: ratios from one run")
     parser.add_argument("--tuned", action="store_true",
                         help="also a labeled Patroni variant with the lowest DCS timings it accepts")
-    parser.add_argument("--keep", action="store_true", help="leave the last lab up for debugging")
+    parser.add_argument("--keep", action="store_true", help="leave the labs up for debugging (no teardown)")
     parser.add_argument("--no-results", action="store_true", help="do not write benchmarks/results.json")
     args = parser.parse_args()
+    # a SIGTERM (make's or timeout's) tears the lab down like Ctrl-C does
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     systems = {}
     failed = {}
     names = args.only or ["patroni", "pg_auto_failover"]
@@ -275,10 +280,8 @@ def main():
         try:
             meta = run_system(peer, args.runs, fig)
             systems[peer.name] = section(fig, meta, args.runs)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             say("interrupted: tearing down")
-            if not args.keep:
-                peer.teardown()
             raise
         except Exception as exc:  # pylint: disable=broad-except
             say(f"{peer.name}: FAILED: {exc}")
@@ -291,24 +294,30 @@ def main():
                 peer.teardown()
     if systems and not args.no_results:
         # --only: the other system keeps its last figures (each says when it was measured).
+        measured = set(systems)
         kept = results.load().get("peers", {}).get("systems", {})
         systems = {**{k: v for k, v in kept.items() if k not in systems}, **systems}
         data = {
             "method": {
                 "client": ("hamn's VipWriter (src/saltext_hamn/lab/client.py) in the witness namespace: one row "
                            "per commit, a write every 10 ms, the time of each acknowledged commit"),
-                "client_connects": (f"libpq multi-host: host=198.51.100.11,198.51.100.12 port=5432,5432 "
-                                    f"dbname={CLIENT_DB} user={CLIENT_USER} target_session_attrs=read-write "
-                                    "connect_timeout=1 (per host), scram-sha-256 password"),
+                "client_connects": {
+                    "patroni, pg_auto_failover": (
+                        f"libpq multi-host: host=198.51.100.11,198.51.100.12 port=5432,5432 dbname={CLIENT_DB} "
+                        f"user={CLIENT_USER} target_session_attrs=read-write connect_timeout=1 (per host), "
+                        "scram-sha-256 password"),
+                    "hamn": "through the VIP 198.51.100.10:5432 as the xCAT DB user, connect_timeout=5, "
+                            "scram-sha-256 password"},
                 "runs_per_scenario": args.runs,
-                "kill": "SIGKILL of every process named postgres and of the agent (patroni / pg_autoctl) "
-                        "in the primary's namespace",
+                "kill": "SIGKILL of every process named postgres and of the agent (patroni / pg_autoctl / "
+                        "salt-minion) in the primary's namespace; first write = first commit acknowledged "
+                        "after the client's first error following the kill",
                 "pg_kill": "SIGKILL of every process named postgres in the primary's namespace (agent alive)",
             },
             "systems": systems,
         }
-        if "hamn" in systems:
-            data["ratios_to_hamn"] = ratios(systems)
+        if "hamn" in measured:  # ratios only from one run
+            data["ratios_to_hamn"] = ratios({k: v for k, v in systems.items() if k in measured})
         if failed:
             data["failed"] = failed
         results.update("peers", data)
