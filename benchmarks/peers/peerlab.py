@@ -107,6 +107,10 @@ class PeerLab:
         network.destroy(self.spec)
         if self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            os.rmdir(BASE_DIR)  # only when no other lab of ours is left in it
+        except OSError:
+            pass
         if not quiet:
             say(f"{self.spec.prefix}: namespaces, processes and {self.dir} removed")
 
