@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps bench-deps venv unit functional integration faults bench bench-auto bench-rejoin bench-filesync lab-down clean
+.PHONY: demo test deps bench-deps venv unit functional integration faults bench bench-auto bench-rejoin bench-filesync bench-peers peers-deps lab-down clean
 
 demo: deps $(STAMP)  ## the drill in a fresh lab: its report, the Markdown's and the timeline picture's paths
 	$(VENV)/bin/hamn-lab demo
@@ -61,8 +61,21 @@ bench-auto: deps $(STAMP)  ## on demand: automatic failover, kill -> first write
 	$(PY) benchmarks/auto_failover.py --runs 5
 	$(PY) benchmarks/render_docs.py
 
+# Patroni (from the package registry, its own venv) and pg_auto_failover (Debian
+# packages) measured with hamn's client and scenarios, hamn itself in the same run
+# (--hamn) and a labeled tuned Patroni (--tuned): benchmarks/peers/README.md.
+PEERS_VENV ?= .venv-peers
+PEERS_RUNS ?= 3
+PEERS_ARGS ?= --hamn --tuned
+peers-deps:
+	@benchmarks/peers/install-deps $(PEERS_VENV)
+
+bench-peers: deps $(STAMP) peers-deps  ## on demand, not in CI: Patroni and pg_auto_failover side by side
+	HAMN_PEERS_VENV=$(abspath $(PEERS_VENV)) $(PY) benchmarks/peers/bench.py --runs $(PEERS_RUNS) $(PEERS_ARGS)
+	$(PY) benchmarks/render_docs.py
+
 lab-down: $(STAMP)  ## remove a lab left by an interrupted run
 	$(VENV)/bin/hamn-lab down
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(PEERS_VENV) build src/*.egg-info .pytest_cache
