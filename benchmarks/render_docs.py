@@ -100,36 +100,51 @@ def hamn_table(res):
     return "\n".join(lines)
 
 
+PEERS_INTRO = """One run, one machine: hamn, Patroni 4.1.5 (Raft DCS, controller in the witness)
+and pg_auto_failover 2.0 (monitor in the witness), each in namespaces of hamn's
+lab shape (a witness with the bridge, two node namespaces at .11/.12), measured
+with the same client (hamn's `VipWriter`, a write every 10 ms from the witness,
+one row per commit) and the same scenarios: planned switchover; PostgreSQL and the
+agent (salt-minion / patroni / pg_autoctl) SIGKILLed on the primary; PostgreSQL
+alone SIGKILLed. The client reaches hamn through its VIP, and Patroni and
+pg_auto_failover through libpq's multi-host string
+(`host=198.51.100.11,198.51.100.12 target_session_attrs=read-write`), as each
+documents. Each tool at its documented defaults (Patroni: ttl 30, loop_wait 10,
+retry_timeout 10, asynchronous; pg_auto_failover: synchronous with two nodes,
+`node_considered_unhealthy_timeout` 20 s, `primary_demote_timeout` 30 s; hamn:
+`make bench-auto`'s settings); the tuned Patroni row is a labelled variant (the
+lowest DCS timings it accepts), not the comparison. "first write" counts from the
+client's first error after the kill. Method, settings, versions and caveats:
+`benchmarks/peers/README.md`."""
+
+
 def peers_table(res):
     peers = res.get("peers")
     if not peers:
         return "Not run yet: `make bench-peers`."
     systems = peers.get("systems") or {}
     lines = ["| system | switchover: longest write gap | switchover command | kill PostgreSQL + agent → first "
-             "commit | kill PostgreSQL only → first commit | lost |",
-             "|---|---|---|---|---|---|"]
+             "commit | … → healthy pair again | kill PostgreSQL only → first commit | lost |",
+             "|---|---|---|---|---|---|---|"]
     for name, data in systems.items():
         sw = data.get("switchover") or {}
         kill = data.get("kill_postgres_and_agent") or {}
         pg = data.get("kill_postgres_only") or {}
         lost = sum(int(((d or {}).get("lost_commits") or {}).get("max") or 0) for d in (sw, kill, pg))
-        outcome = ", ".join(f"{k} {v}" for k, v in (pg.get("outcome") or {}).items())
+        outcome = ", ".join(f"{k} ×{v}" for k, v in (pg.get("outcome") or {}).items())
         lines.append(f"| {name} | {fig(sw, 'longest_gap_s')} | {fig(sw, 'command_s')} | "
-                     f"{fig(kill, 'first_write_s')} | {fig(pg, 'first_write_s')}"
+                     f"{fig(kill, 'first_write_s')} | {fig(kill, 'rejoin_to_healthy_s')} | {fig(pg, 'first_write_s')}"
                      f"{' (' + outcome + ')' if outcome else ''} | {lost} |")
-    method = peers.get("method") or {}
-    notes = [f"- {k.replace('_', ' ')}: {v}" for k, v in method.items() if isinstance(v, (str, int))]
-    settings = []
-    for name, data in systems.items():
-        if data.get("settings"):
-            settings.append(f"- {name}: {data['settings']}; versions {data.get('versions')}")
-    ratios = peers.get("ratios")
-    out = "\n".join(lines) + "\n\n" + "\n".join(notes)
-    if settings:
-        out += "\n\nSettings and versions, per system:\n\n" + "\n".join(settings)
-    if ratios:
-        out += "\n\nRatios to hamn in the same run: " + str(ratios)
-    return out + f"\n\nMeasured {peers.get('measured_at')} on {machine_line(peers)}."
+    ratios = peers.get("ratios_to_hamn") or {}
+    ratio_lines = [f"| {name} | {r.get('switchover_longest_gap')} | {r.get('switchover_command')} | "
+                   f"{r.get('kill_first_write')} | {r.get('pg_kill_first_write')} |" for name, r in ratios.items()]
+    out = PEERS_INTRO + "\n\n" + "\n".join(lines)
+    if ratio_lines:
+        out += ("\n\nRatios, the peer's median over hamn's median in the same run (> 1: hamn is faster):\n\n"
+                "| peer | switchover gap | switchover command | kill → first commit | PostgreSQL kill → first commit |\n"
+                "|---|---|---|---|---|\n" + "\n".join(ratio_lines))
+    hamn_when = (systems.get("hamn") or {}).get("measured_at")
+    return out + (f"\n\nMeasured {peers.get('measured_at')} (hamn's row {hamn_when}) on {machine_line(peers)}.")
 
 
 def render(res):
