@@ -65,3 +65,20 @@ def test_move_aside_never_deletes(tmp_path):
     assert first.endswith("main.hamn-20260101T000000")
     assert second.endswith("main.hamn-20260101T000000-1")
     assert (tmp_path / "main.hamn-20260101T000000" / "PG_VERSION").read_text() == "15\n"
+
+
+def test_the_sampler_counts_both_at_once_only_when_the_first_node_still_says_yes():
+    from saltext_hamn.lab.sampler import Sampler  # pylint: disable=import-outside-toplevel
+
+    def looks(*answers):
+        seen = iter(answers)
+        return lambda node: next(seen)
+
+    nodes = ("mn1", "mn2")
+    # The VIP moving mn1 -> mn2 between the two looks: yes, yes, then mn1 no longer.
+    assert Sampler._bracketed(looks(True, True, False), nodes) == ({"mn1": False, "mn2": True}, False)
+    # Really on both: mn1 still yes after mn2 said yes.
+    assert Sampler._bracketed(looks(True, True, True), nodes) == ({"mn1": True, "mn2": True}, True)
+    # One holder: no third look needed.
+    assert Sampler._bracketed(looks(True, False), nodes) == ({"mn1": True, "mn2": False}, False)
+    assert Sampler._bracketed(looks(False, True), nodes) == ({"mn1": False, "mn2": True}, False)
