@@ -89,6 +89,23 @@ def med(values):
     return f"{statistics.median(values):6.2f} s  ({min(values):.2f}–{max(values):.2f})"
 
 
+def up_armed(lab):
+    """The lab as this benchmark runs it (also benchmarks/peers' hamn): armed like
+    hamn-lab up, shipped defaults except a 4 s cooldown and no fence command (the
+    lease fences), then hamn.setup."""
+    lab.prepare()
+    pillar = lab.spec.lab_dir / "pillar" / "hamn.sls"
+    data = yaml.safe_load(pillar.read_text())
+    data["hamn"]["heartbeat"] = {"cooldown": 4}
+    data["hamn"]["fence"]["cmd"] = None
+    pillar.write_text(yaml.safe_dump(data))
+    lab.up_salt()
+    ok, steps = drill.orchestrate(lab.spec, "setup")
+    if not ok:
+        drill.show(print, "setup", ok, steps)
+        raise SystemExit("setup failed")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -101,17 +118,7 @@ def main():
                "promote": [], "vip": [], "pg_kill_first_write": []}
     false_failovers = 0
     try:
-        lab.prepare()
-        pillar = lab.spec.lab_dir / "pillar" / "hamn.sls"
-        data = yaml.safe_load(pillar.read_text())
-        data["hamn"]["heartbeat"] = {"cooldown": 4}
-        data["hamn"]["fence"]["cmd"] = None
-        pillar.write_text(yaml.safe_dump(data))
-        lab.up_salt()
-        ok, steps = drill.orchestrate(lab.spec, "setup")
-        if not ok:
-            drill.show(print, "setup", ok, steps)
-            raise SystemExit("setup failed")
+        up_armed(lab)
         lab.xcat_database(lab.current_primary())
         wait_armed(lab)
         writer = VipWriter(lab, table="bench_auto", pause=0.01)

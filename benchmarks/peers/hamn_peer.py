@@ -13,7 +13,6 @@ the minion started again, ``hamn.rejoin``, ``hamn.resume``.
 import time
 from pathlib import Path
 
-import yaml
 
 import auto_failover  # benchmarks/auto_failover.py: wait_armed, heal
 from peerlab import BASE_DIR, Peer, say, version_of
@@ -43,16 +42,7 @@ class HamnPeer(Peer):
     def setup(self):
         lab = self.hlab
         lab.down()
-        lab.prepare()
-        pillar = lab.spec.lab_dir / "pillar" / "hamn.sls"
-        data = yaml.safe_load(pillar.read_text())
-        data["hamn"]["heartbeat"] = {"cooldown": 4}
-        data["hamn"]["fence"]["cmd"] = None
-        pillar.write_text(yaml.safe_dump(data))
-        lab.up_salt()
-        ok, steps = drill.orchestrate(lab.spec, "setup")
-        if not ok:
-            raise RuntimeError(f"hamn.setup failed: {steps}")
+        auto_failover.up_armed(lab)  # the same lab as make bench-auto
         primary = lab.current_primary()
         lab.xcat_database(primary)
         user = lab.node_cfg(primary)["postgres"]["xcat_db_user"]
