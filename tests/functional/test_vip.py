@@ -285,7 +285,7 @@ def default_probe_cfg():
 
 def test_default_probe_window_is_short_and_refuses_a_holder(net):
     cfg = default_probe_cfg()
-    assert cfg["vip"]["probe"] == {"timeout": 0.3, "attempts": 3}
+    assert cfg["vip"]["probe"] == {"timeout": 0.3, "attempts": 3, "handoff_timeout": 0.005}
     started = time.monotonic()
     assert vip.up(cfg, netns=net.a)["changed"] is True
     # A free VIP costs the whole window plus the gratuitous ARPs (3 x 0.05 s here).

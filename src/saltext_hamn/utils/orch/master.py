@@ -104,6 +104,9 @@ class Master:
         """
         extra = {"gather_job_timeout": gather_job_timeout} if gather_job_timeout else {}
         master = self.identity()
+        if master is None:  # nothing would ever return: waiting would only run out the timeout
+            raise MasterLost(f"the salt-master is not running, so {fun} cannot be sent to {tgt}. Start it, then "
+                             "re-run the orchestration (or salt-run state.orchestrate hamn.recover): it resumes")
         outcome = {}
 
         def work():
@@ -120,7 +123,7 @@ class Master:
         worker.start()
         while worker.is_alive():
             worker.join(MASTER_CHECK_INTERVAL)
-            if worker.is_alive() and master is not None and self.identity() != master:
+            if worker.is_alive() and self.identity() != master:
                 _abandon(worker, outcome.get("client"))
                 raise MasterLost(f"the salt-master stopped or restarted while {fun} ran on {tgt}: its answer is "
                                  "lost. Re-run the orchestration (or salt-run state.orchestrate hamn.recover): "
