@@ -172,6 +172,10 @@ def racer(paths, barrier, results):
         except Exception as exc:  # reported to the test, not lost in the child
             outcome = f"error {exc!r}"
         results.put((index, os.getpid(), outcome))
+    # Stay alive until the other one is done too: a winner that exits first is a dead
+    # holder, whose lock the other one may rightly take over (seen in the last round
+    # on a loaded machine).
+    barrier.wait(timeout=30)
 
 
 def race(paths):

@@ -73,11 +73,16 @@ def config():
 
         salt '*' hamn.config
     """
-    cfg = copy.deepcopy(_cfg())
+    cfg = _cfg()
     _me(cfg)
-    cfg["postgres"]["replication"]["password"] = REDACTED
-    cfg["heartbeat"]["lease_key"] = REDACTED
-    return cfg
+    return _redacted(cfg)
+
+
+def _redacted(cfg):
+    shown = copy.deepcopy(cfg)
+    shown["postgres"]["replication"]["password"] = REDACTED
+    shown["heartbeat"]["lease_key"] = REDACTED
+    return shown
 
 
 def version():
@@ -115,7 +120,8 @@ def status():
     me = _me(cfg)
     info = pg_status.collect(_local(cfg))
     info.update(node=me, peer=hamn_config.peer_of(cfg, me), maintenance=cfg["maintenance"],
-                vip=_vip_held(cfg), peer_postgres=pg_peer.probe_peer(cfg, me), time=time.time())
+                vip=_vip_held(cfg), peer_postgres=pg_peer.probe_peer(cfg, me), time=time.time(),
+                config_digest=hamn_config.digest(_redacted(cfg)))
     info["seconds"] = round(time.monotonic() - started, 3)
     return info
 

@@ -806,3 +806,13 @@ def format_size(nbytes):
         if nbytes % _UNITS[unit] == 0:
             return f"{nbytes // _UNITS[unit]}{unit}"
     return f"{nbytes}B"
+
+
+def digest(shown):
+    """A short fingerprint of a (redacted) config: the master asks a node for its
+    config (``hamn.config``) only when this changed since the copy it keeps."""
+    import hashlib  # pylint: disable=import-outside-toplevel
+    import json  # pylint: disable=import-outside-toplevel
+
+    text = json.dumps(shown, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

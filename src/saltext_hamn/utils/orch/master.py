@@ -18,6 +18,7 @@ import salt.utils.minions
 from salt.exceptions import SaltInvocationError
 
 from saltext_hamn.utils import preflight as pre, proc
+from saltext_hamn.utils.config import digest as config_digest
 from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.orch import history, lock as orch_lock, runs
 from saltext_hamn.utils.orch.observation import NodeView, Observation
@@ -234,9 +235,13 @@ class Master:
 
     def config(self, nodes, views):
         """The validated config (password redacted) from an answering node, else the last one seen."""
+        cached = self.cached_config()
         for node in nodes:
             if views[node].status is None:
                 continue
+            said = views[node].status.get("config_digest")
+            if cached and said and said == config_digest(cached):
+                return cached  # unchanged since the copy kept here: no round trip
             result = self.call([node], "hamn.config", timeout=STATUS_TIMEOUT).get(node)
             if isinstance(result, dict) and result.get("retcode") == 0 and isinstance(result.get("ret"), dict):
                 history.write_json(self.config_path, result["ret"])
