@@ -211,6 +211,10 @@ def test_old_primary_started_by_hand_after_failover_is_read_only(lab, sampler): 
 def test_two_orchestrations_at_once(lab, sampler):  # pylint: disable=unused-argument
     old = lab.current_primary()
     lock = lab.spec.lab_dir / "salt" / "master" / "var" / "cache" / "salt" / "master" / "hamn" / "orchestration.lock"
+    # A switchover takes ~3.5 s, less than a second salt-run needs to start and decide:
+    # a slow post-promotion hook keeps the first run alive while the second one tries.
+    slow_node = lab.spec.node_dir(other(old))
+    recorders.set_delay(slow_node, "makeconservercf", 10)
     first = subprocess.Popen(saltd.salt_cmd(lab.spec, "state.orchestrate", "hamn.switchover", "--out=json",
                                             runner=True), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -220,6 +224,7 @@ def test_two_orchestrations_at_once(lab, sampler):  # pylint: disable=unused-arg
         assert "another hamn orchestration is running: switchover" in steps[BEGIN.format("failover")][1]
     finally:
         out, _ = first.communicate(timeout=300)
+        recorders.set_delay(slow_node, "makeconservercf", None)
     assert json.loads(out)["retcode"] == 0
     assert not lock.exists()
     assert_healthy(lab, other(old))

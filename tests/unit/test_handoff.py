@@ -102,6 +102,7 @@ def test_an_automatic_takeover_takes_the_vip_from_the_fenced_node_only_on_its_wo
         return {"vip_released": True, "mac": released_mac}
 
     monkeypatch.setattr(protocol, "exchange", exchange)
+    monkeypatch.setattr(takeover, "RELEASE_SECONDS", 0.3)  # a silent watchdog is asked again for this long
     cfg = support.load()
     if isinstance(outcome, str):
         with pytest.raises(HamnError, match=outcome):
@@ -110,4 +111,5 @@ def test_an_automatic_takeover_takes_the_vip_from_the_fenced_node_only_on_its_wo
         return
     got = takeover.take_from_fenced_peer(cfg, "mn2")
     assert claim.taken and got["released_by_peer"] is outcome
-    assert asked == [(cfg["nodes"]["mn1"]["address"], "release-vip", "mn2")]
+    assert asked and set(asked) == {(cfg["nodes"]["mn1"]["address"], "release-vip", "mn2")}
+    assert len(asked) == 1 if released_mac else len(asked) > 1  # asked once, or again until the deadline

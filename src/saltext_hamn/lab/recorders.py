@@ -4,7 +4,7 @@ xCAT (xcatd, makedns, ...) cannot be installed here. Each node of the lab gets a
 ``bin/`` directory, first on its salt-minion's PATH, with small scripts of those
 names. Every call is appended to ``recorder.log`` (time, command, arguments) so
 tests can check which ran and in what order. ``fail/<name>`` holding an exit code
-makes that command fail. ``systemctl`` keeps per-service state in ``services/``.
+makes that command fail; ``slow/<name>`` holding seconds makes it take that long. ``systemctl`` keeps per-service state in ``services/``.
 """
 
 import os
@@ -20,6 +20,9 @@ _COMMON = """#!/bin/sh
 dir='{node_dir}'
 name=$(basename "$0")
 printf '%s\\t%s\\t%s\\n' "$(date +%s.%N)" "$name" "$*" >> "$dir/recorder.log"
+if [ -f "$dir/slow/$name" ]; then
+    sleep "$(cat "$dir/slow/$name")"
+fi
 if [ -f "$dir/fail/$name" ]; then
     echo "$name: simulated failure (lab)" >&2
     exit "$(cat "$dir/fail/$name" 2>/dev/null || echo 1)"
@@ -49,7 +52,7 @@ def install(node_dir):
     """Write the recorder scripts for one node; returns the bin directory."""
     node_dir = Path(node_dir)
     bin_dir = node_dir / "bin"
-    for sub in (bin_dir, node_dir / "fail", node_dir / "services"):
+    for sub in (bin_dir, node_dir / "fail", node_dir / "slow", node_dir / "services"):
         sub.mkdir(parents=True, exist_ok=True)
     for name in (*XCAT_COMMANDS, "systemctl"):
         body = _COMMON.format(name=name, node_dir=node_dir)
@@ -59,6 +62,16 @@ def install(node_dir):
         os.chmod(path, 0o755)
     (node_dir / "recorder.log").touch()
     return bin_dir
+
+
+def set_delay(node_dir, name, seconds):
+    """Make ``name`` take ``seconds`` on that node (None: as fast as it is)."""
+    path = Path(node_dir) / "slow" / name
+    if seconds is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(seconds), encoding="utf-8")
 
 
 def calls(node_dir):

@@ -22,6 +22,8 @@ from saltext_hamn.utils.pg import peer as pg_peer, promote as pg_promote, status
 
 log = logging.getLogger(__name__)
 
+RELEASE_SECONDS = 5.0  # how long the old primary's watchdog gets to release the VIP
+
 
 def _lease_ledger():
     from saltext_hamn.utils.lease import ledger  # pylint: disable=import-outside-toplevel
@@ -85,11 +87,17 @@ def take_from_fenced_peer(cfg, me, netns=None):
         answer = None
         if holders:
             peer, hb = config.peer_of(cfg, me), cfg["heartbeat"]
-            try:
-                answer = protocol.exchange(cfg["nodes"][peer]["address"], hb["lease_port"], hb["lease_key"],
-                                           "release-vip", me, {}, timeout=1.0)
-            except HamnError as exc:
-                log.warning("takeover: %s did not release the VIP (%s); probing it fully", peer, exc)
+            deadline = time.monotonic() + RELEASE_SECONDS
+            while answer is None:
+                try:
+                    answer = protocol.exchange(cfg["nodes"][peer]["address"], hb["lease_port"], hb["lease_key"],
+                                               "release-vip", me, {}, timeout=1.0)
+                except HamnError as exc:
+                    # Busy (its own tick fencing) or gone: a few tries, then the full probe.
+                    if time.monotonic() >= deadline:
+                        log.warning("takeover: %s did not release the VIP (%s); probing it fully", peer, exc)
+                        break
+                    time.sleep(0.1)
         if answer is not None and set(holders) <= {str(answer.get("mac", "")).lower()}:
             return {**claim.take(), "released_by_peer": True}
         answers = claim.full_probe()
