@@ -125,15 +125,13 @@ def status(cfg, netns=None):
     return result
 
 
-def up(cfg, force=False, netns=None, handoff=False, announce_later=False):
+def up(cfg, force=False, netns=None, announce_later=False):
     """Bring the VIP up on this node (idempotent).
 
     Already held: only re-announce it (gratuitous ARP) and return ``changed`` False.
     Otherwise probe it with ARP first and refuse (HamnError) when another host
     answers, unless ``force``; then add it with the configured prefix and label and
-    announce it.  ``handoff``: the old holder has just said it dropped the VIP, so
-    the probe is one short listen (``vip:probe:handoff_timeout``) against a third
-    holder.  ``announce_later``: send the first gratuitous ARP round now and the
+    announce it.  ``announce_later``: send the first gratuitous ARP round now and the
     rest from a detached process, so the caller returns as soon as the VIP answers.
     Returns ``{changed, address, prefix, interface, label, forced,
     probe_answers: [{mac, ip}], garp_sent, duration_ms}`` (``garp_later``: rounds
@@ -145,9 +143,8 @@ def up(cfg, force=False, netns=None, handoff=False, announce_later=False):
     result = {"changed": False, "address": address, "prefix": v["prefix"], "interface": interface,
               "label": v["label"], "forced": False, "probe_answers": [], "garp_sent": 0}
     if not held(address, interface, netns=netns):
-        timeout, attempts = ((v["probe"]["handoff_timeout"], 1) if handoff
-                             else (v["probe"]["timeout"], v["probe"]["attempts"]))
-        answers = arp.probe(address, interface, timeout=timeout, attempts=attempts, netns=netns)
+        answers = arp.probe(address, interface, timeout=v["probe"]["timeout"], attempts=v["probe"]["attempts"],
+                            netns=netns)
         result["probe_answers"] = [{"mac": mac, "ip": ip} for mac, ip in answers]
         if answers:
             macs = ", ".join(sorted({mac for mac, _ in answers}))
