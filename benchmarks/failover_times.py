@@ -74,14 +74,20 @@ def first_wall_after(writer, moment):
     return next((t for t in list(writer.ack_walls) if t > moment), None)
 
 
+def show_steps(lab, name, steps):
+    """--verbose: each step with what it said, and where its time went (the run record's timings)."""
+    if not VERBOSE:
+        return
+    drill.show(print, name, True, steps, comments=True)
+    for step, entry in newest_run(lab, name).get("steps", {}).items():
+        print(f"    {step}: {entry.get('seconds')} s; {entry.get('timings')}")
+
+
 def switchovers(lab, writer, runs):
     wall, gap, nowhere, steps_by_name = [], [], [], {}
     for i in range(runs):
         start, end, steps = timed(lab, "switchover")
-        if VERBOSE:
-            drill.show(print, "switchover", True, steps, comments=True)
-            for name, entry in newest_run(lab, "switchover").get("steps", {}).items():
-                print(f"    {name}: {entry.get('seconds')} s; {entry.get('timings')}")
+        show_steps(lab, "switchover", steps)
         time.sleep(1.0)
         wall.append(end - start)
         gap.append(gap_around(writer, start, end))
@@ -103,10 +109,7 @@ def failovers(lab, writer, runs):
         drill.kill_node_services(lab.spec, victim)
         killed, killed_wall = time.monotonic(), time.time()
         _, end, steps = timed(lab, "failover")
-        if VERBOSE:
-            drill.show(print, "failover", True, steps, comments=True)
-            for name, entry in newest_run(lab, "failover").get("steps", {}).items():
-                print(f"    {name}: {entry.get('seconds')} s; {entry.get('timings')}")
+        show_steps(lab, "failover", steps)
         time.sleep(1.0)
         record = newest_run(lab, "failover")
         decided = record.get("started")
