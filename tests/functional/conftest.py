@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from tests import support
+from saltext_hamn.lab import pgbin
 from saltext_hamn.utils.pg import postmaster
 from saltext_hamn.utils.pg.cluster import Cluster
 
@@ -17,10 +18,13 @@ _ports = itertools.count(55432)
 PASSWORD = "Repl-Pw-Functional-7"
 
 
-def pg_major():
-    from saltext_hamn.lab.pillar import postgres_major
+def pg_install():
+    """The PostgreSQL under test (env HAMN_PG: 15, 18 or a bindir; default the newest Debian one)."""
+    return pgbin.choose()
 
-    return postgres_major()
+
+def pg_major():
+    return pg_install().major
 
 
 @pytest.fixture
@@ -43,9 +47,8 @@ def make_cluster(workdir, name):
         path.mkdir(exist_ok=True)
         os.chown(path, pg.pw_uid, pg.pw_gid)
         os.chmod(path, mode)
-    major = pg_major()
     return Cluster(
-        bindir=f"/usr/lib/postgresql/{major}/bin",
+        bindir=pg_install().bindir,
         data_dir=str(base / "data"),
         port=next(_ports),
         socket_dir=str(base / "run"),
@@ -58,6 +61,7 @@ def cfg_for(cluster, mode="async"):
     """A validated hamn config describing ``cluster`` (unix-socket only: no TCP listener)."""
     return support.load(postgres={
         "version": pg_major(),
+        "bindir": cluster.bindir,
         "data_dir": cluster.data_dir,
         "socket_dir": cluster.socket_dir,
         "port": cluster.port,

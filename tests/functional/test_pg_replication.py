@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 def start_primary(cluster):
     cfg = cfg_for(cluster)
-    bootstrap.initdb(cluster)
+    bootstrap.initdb(cluster, pg_major())
     bootstrap.write_server_files(cluster, cfg, pg_major())
     postmaster.start(cluster)
     with connection.session(cluster) as conn:
@@ -102,7 +102,7 @@ def test_basebackup_moves_existing_data_dir_aside(clusters):
 def test_server_files_keep_admin_lines_and_rewrite_idempotently(clusters):
     primary = clusters("primary")
     cfg = cfg_for(primary)
-    bootstrap.initdb(primary)
+    bootstrap.initdb(primary, pg_major())
     conf_path = os.path.join(primary.data_dir, "postgresql.conf")
     with open(conf_path, "a", encoding="utf-8") as handle:
         handle.write("work_mem = '8MB'  # the admin's own\n")

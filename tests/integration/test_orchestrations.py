@@ -51,6 +51,47 @@ def rows(lab, node):
         return {r[0] for r in connection.query(conn, "SELECT id FROM hamn_writer")}
 
 
+def other_major(lab):
+    """A PostgreSQL of another major than the lab's (Debian's 15 beside the wheel's 18), or None."""
+    from saltext_hamn.lab import pgbin
+
+    mine = lab.postgres["major"]
+    for bindir, _ in pgbin.candidates():
+        major, _ = pgbin.read_version(bindir)
+        if major != mine:
+            return major, bindir
+    return None
+
+
+def test_setup_refuses_a_pair_with_different_majors(lab):
+    """mn2 pointed at another major: setup stops at preflight, and no data dir is made."""
+    import yaml
+
+    other = other_major(lab)
+    if other is None:
+        pytest.skip("needs two PostgreSQL majors installed (make deps + the pg18 extra)")
+    major, bindir = other
+    path = lab.spec.lab_dir / "pillar" / "hamn_mn2.sls"
+    saved = path.read_text()
+    try:
+        data = yaml.safe_load(saved)
+        data["hamn"]["postgres"].update(version=major, bindir=bindir)
+        path.write_text(yaml.safe_dump(data))
+        subprocess.run(saltd.salt_cmd(lab.spec, "*", "saltutil.refresh_pillar", "wait=True"), check=True,
+                       capture_output=True)
+        ok, steps = run(lab, "setup")
+    finally:
+        path.write_text(saved)
+        subprocess.run(saltd.salt_cmd(lab.spec, "*", "saltutil.refresh_pillar", "wait=True"), check=True,
+                       capture_output=True)
+    assert not ok
+    failed = steps["preflight on both nodes, versions compared"]
+    mine = lab.postgres["version"]
+    assert failed[0] is False and "PostgreSQL majors differ" in failed[1], failed
+    assert f"mn1: {mine}" in failed[1] and f"mn2: {major}." in failed[1], failed
+    assert not postmaster.has_data(lab.cluster("mn1")) and not postmaster.has_data(lab.cluster("mn2"))
+
+
 def test_setup_dry_run_changes_nothing_then_builds_the_pair(lab):
     ok, steps = run(lab, "setup", test=True)
     assert ok and all(ident.startswith("would ") for ident in steps)

@@ -239,8 +239,8 @@ def test_run_all_ok(tmp_path, no_xcat):
     assert report["node"] == "mn1"
     assert report["versions"] == {"postgres": "15.10", "os": "Debian GNU/Linux 12 (bookworm)", "xcat": None}
     names = [check["name"] for check in report["checks"]]
-    assert names == ["postgres_version", "os_version", "xcat_version", "postgres_bin", "subnet",
-                     "peer_resolves", "clock", "install_dir", "rewind_ready"]
+    assert names == ["postgres_version", "os_version", "xcat_version", "postgres_bin", "postgres_major",
+                     "subnet", "peer_resolves", "clock", "install_dir", "rewind_ready"]
     assert report["ok"] is True, [c for c in report["checks"] if not c["ok"]]
     xcat = report["checks"][2]
     assert xcat["ok"] is True and "xCAT not installed" in xcat["reason"]
@@ -309,3 +309,29 @@ def test_compare_unknown_or_missing_reports_fail():
     assert all(not c["ok"] and "mn2" in c["reason"] for c in broken)
     single = preflight.compare([report("mn1")])
     assert all(not c["ok"] for c in single)
+
+
+@pytest.mark.parametrize("installed, configured, on_disk, ok, words", [
+    ("15.10", 15, None, True, "PostgreSQL 15 as configured"),
+    ("18.6", 18, "18", True, "as is"),
+    ("18.6", 15, None, False, "the pillar's hamn:postgres:version is 15"),
+    ("18.6", 18, "15", False, "was made by PostgreSQL 15 (PG_VERSION)"),
+    ("unknown", 15, None, False, "cannot tell the major"),
+])
+def test_postgres_major_is_pillar_and_data_dir(tmp_path, installed, configured, on_disk, ok, words):
+    if on_disk:
+        (tmp_path / "PG_VERSION").write_text(on_disk + "\n")
+    check = preflight.check_postgres_major(installed, configured, str(tmp_path))
+    assert check["ok"] is ok and words in check["reason"], check
+
+
+@pytest.mark.parametrize("mn2, ok, words", [
+    ("15.10", True, "identical"),
+    ("15.9", False, "postgres versions differ (mn1: 15.10, mn2: 15.9)"),
+    ("18.6", False, "PostgreSQL majors differ (mn1: 15.10, mn2: 18.6)"),
+])
+def test_compare_refuses_other_major_with_its_own_reason(mn2, ok, words):
+    reports = {n: {"node": n, "versions": {"postgres": v, "os": "Debian 12", "xcat": None}}
+               for n, v in (("mn1", "15.10"), ("mn2", mn2))}
+    check = {c["name"]: c for c in preflight.compare(reports)}["same_postgres_version"]
+    assert check["ok"] is ok and words in check["reason"], check

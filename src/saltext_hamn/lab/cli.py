@@ -11,17 +11,24 @@ from saltext_hamn.lab.spec import LabSpec
 from saltext_hamn.utils.errors import HamnError
 
 
+PG_HELP = ("PostgreSQL for a new lab: a major (15, 18) or a bindir (env HAMN_PG; default: the newest "
+           "under /usr/lib/postgresql); an existing lab keeps the one it was made with")
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="hamn-lab", description=__doc__)
     parser.add_argument("--prefix", help="name prefix of this lab (env HAMN_LAB_PREFIX, default hamnlab)")
+    parser.add_argument("--pg", help=PG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="build or repair the lab; waits until minions answer and the standby streams")
+    up = sub.add_parser("up", help="build or repair the lab; waits until minions answer and the standby streams")
+    up.add_argument("--pg", help=PG_HELP, default=argparse.SUPPRESS)
     sub.add_parser("down", help="remove every namespace, process and directory of the lab")
     sub.add_parser("status", help="show namespaces, PostgreSQL roles, daemons")
     for name, text in (("demo", "the drill with its report as tables: setup, switchover, the primary killed, "
                                 "automatic failover, rejoin; a client writes through the VIP all along; down"),
                        ("drill", "the same, for machines too: --json prints the figures as one JSON document")):
         p = sub.add_parser(name, help=text)
+        p.add_argument("--pg", help=PG_HELP, default=argparse.SUPPRESS)
         p.add_argument("--out", help="directory for the report, the Markdown and the timeline picture "
                        "(default: a timestamped directory beside the lab)")
         if name == "drill":
@@ -40,9 +47,17 @@ def main(argv=None):
     if os.geteuid() != 0:
         print("hamn-lab: must run as root (network namespaces, the postgres OS user)", file=sys.stderr)
         return 2
-    spec = LabSpec.from_env(args.prefix)
+    spec = LabSpec.from_env(args.prefix, args.pg)
     # hamn-lab up/demo arm the automation (heartbeat beacon + reactor); tests opt in.
     lab = Lab(spec, automation=True)
+    try:
+        return _dispatch(args, spec, lab)
+    except HamnError as exc:
+        print(f"hamn-lab: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args, spec, lab):
     if args.command == "up":
         lab.up()
     elif args.command == "down":

@@ -8,7 +8,7 @@ import time
 
 import psycopg2
 
-from saltext_hamn.lab import fence, netns, network, pillar, recorders, saltd
+from saltext_hamn.lab import fence, netns, network, pgbin, pillar, recorders, saltd
 from saltext_hamn.lab.spec import NODE_ADDRESSES, NODE_IFACE, VIP_ADDRESS
 from saltext_hamn.utils import proc
 from saltext_hamn.utils.errors import HamnError
@@ -36,19 +36,35 @@ class Lab:
     def _secrets(self):
         if self.state_file.exists():
             return json.loads(self.state_file.read_text(encoding="utf-8"))
+        chosen = pgbin.choose(self.spec.pg)
         state = {
             "replication_password": pillar.new_secret(),
             "xcat_db_password": pillar.new_secret(),
-            "major": pillar.postgres_major(),
+            # Chosen once, when the lab is made: its data dirs belong to this major.
+            "postgres": {"major": chosen.major, "bindir": chosen.bindir, "version": chosen.version,
+                         "origin": chosen.origin},
         }
+        self.say(f"postgres: {chosen.describe()}")
         fd = os.open(self.state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(state, handle)
         return state
 
+    def _check_same_postgres(self, pg):
+        """A lab keeps the PostgreSQL it was made with; asking for another is an error, not a switch."""
+        wanted = self.spec.pg
+        if wanted and str(wanted) not in (str(pg["major"]), pg["bindir"]):
+            raise HamnError(f"lab '{self.spec.prefix}' runs PostgreSQL {pg['major']} ({pg['bindir']}); "
+                            f"asked for {wanted}: take it down first (hamn-lab down)")
+
+    @property
+    def postgres(self):
+        """The lab's PostgreSQL: {"major", "bindir", "version", "origin"}."""
+        return self._secrets()["postgres"]
+
     def node_cfg(self, node):
         state = self._secrets()
-        return pillar.node_config(self.spec, node, state["replication_password"], state["major"])
+        return pillar.node_config(self.spec, node, state["replication_password"], state["postgres"])
 
     def cluster(self, node):
         return pillar.cluster(self.spec, node, self.node_cfg(node))
@@ -77,12 +93,13 @@ class Lab:
         for path in (spec.lab_dir.parent, spec.lab_dir):
             os.chmod(path, 0o755)  # the postgres user must reach its data dirs
         state = self._secrets()
+        self._check_same_postgres(state["postgres"])
         network.build(spec)
         self.say(f"network: namespaces {', '.join(spec.namespaces)} joined by a bridge in {spec.witness_ns}")
         for node in spec.nodes:
             self._prepare_node_dirs(node)
         fence.install(spec)
-        pillar.write_tree(spec, state["replication_password"], state["major"])
+        pillar.write_tree(spec, state["replication_password"], state["postgres"])
 
     def replication(self, via_salt):
         """Primary first, then the standby, each by hamn.replica_configured's logic."""

@@ -4,7 +4,6 @@ Both lab nodes share one filesystem, so each needs its own data/socket dirs; on
 real hosts the common tree alone is enough.
 """
 
-import glob
 import os
 import secrets
 
@@ -13,14 +12,6 @@ import yaml
 from saltext_hamn.lab.spec import NODE_ADDRESSES, NODE_IFACE, PREFIXLEN, VIP_ADDRESS, WITNESS_ADDRESS
 from saltext_hamn.utils import config
 from saltext_hamn.utils.pg.cluster import from_config
-
-
-def postgres_major():
-    """Newest PostgreSQL installed under /usr/lib/postgresql."""
-    versions = sorted(int(os.path.basename(p)) for p in glob.glob("/usr/lib/postgresql/[0-9]*"))
-    if not versions:
-        raise RuntimeError("no PostgreSQL under /usr/lib/postgresql (apt-get install postgresql)")
-    return versions[-1]
 
 
 def node_postgres(spec, node):
@@ -51,14 +42,15 @@ def node_overrides(spec, node):
     }
 
 
-def common(spec, password, major):
+def common(spec, password, pg):
+    """``pg``: the lab's PostgreSQL, {"major": 18, "bindir": ...} (see lab.pgbin)."""
     return {
         # No DNS in the lab: the "host names" are the addresses, which resolve without a lookup.
         "nodes": {n: {"address": a, "hostname": a} for n, a in NODE_ADDRESSES.items()},
         "initial_primary": "mn1",
         "vip": {"address": VIP_ADDRESS, "prefix": PREFIXLEN, "interface": NODE_IFACE, "label": f"{NODE_IFACE}:0"},
         # The witness plays the compute-node/service-node client of the xCAT DB.
-        "postgres": {"version": major, "db_clients": [WITNESS_ADDRESS], "auto_rebuild": True,
+        "postgres": {"version": pg["major"], "bindir": pg["bindir"], "db_clients": [WITNESS_ADDRESS], "auto_rebuild": True,
                      "replication": {"password": password}},
         "preflight": {"check_install": False},
         # "Power off" for the lab: kills everything in the node's namespace, drops the VIP.
@@ -66,9 +58,9 @@ def common(spec, password, major):
     }
 
 
-def node_config(spec, node, password, major):
+def node_config(spec, node, password, pg):
     """The validated config a node's minion will see (common tree + its own paths)."""
-    raw = common(spec, password, major)
+    raw = common(spec, password, pg)
     for key, value in node_overrides(spec, node).items():
         raw[key] = {**raw.get(key, {}), **value}
     return config.load(raw)
@@ -79,13 +71,13 @@ def cluster(spec, node, cfg):
     return from_config(cfg, wrap=("ip", "netns", "exec", spec.node_ns(node)))
 
 
-def write_tree(spec, password, major):
+def write_tree(spec, password, pg):
     """Write top.sls, hamn.sls and hamn_<node>.sls for the lab master (mode 0600)."""
     root = spec.lab_dir / "pillar"
     root.mkdir(parents=True, exist_ok=True)
     files = {
         "top.sls": {"base": {"*": ["hamn"], **{n: [f"hamn_{n}"] for n in spec.nodes}}},
-        "hamn.sls": {"hamn": common(spec, password, major)},
+        "hamn.sls": {"hamn": common(spec, password, pg)},
         **{f"hamn_{n}.sls": {"hamn": node_overrides(spec, n)} for n in spec.nodes},
     }
     for name, data in files.items():

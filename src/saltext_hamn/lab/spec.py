@@ -20,6 +20,8 @@ class LabSpec:
     prefix: str = "hamnlab"
     base_dir: str = DEFAULT_BASE
     repo_dir: str | None = None
+    # PostgreSQL to use when the lab is made: a major ("18") or a bindir; None = newest Debian.
+    pg: str | None = None
 
     def __post_init__(self):
         # Namespace names and veth names must stay short (IFNAMSIZ = 16).
@@ -29,11 +31,12 @@ class LabSpec:
             )
 
     @classmethod
-    def from_env(cls, prefix=None):
+    def from_env(cls, prefix=None, pg=None):
         return cls(
             prefix=prefix or os.environ.get("HAMN_LAB_PREFIX", "hamnlab"),
             base_dir=os.environ.get("HAMN_LAB_DIR", DEFAULT_BASE),
             repo_dir=os.environ.get("HAMN_REPO_DIR"),
+            pg=pg or os.environ.get("HAMN_PG") or None,
         )
 
     nodes = tuple(NODE_ADDRESSES)

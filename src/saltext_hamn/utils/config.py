@@ -59,6 +59,9 @@ DEFAULTS = {
         "db_clients": [],
         "listen_addresses": "*",
         "auto_rebuild": False,
+        # initdb of a new primary: data checksums on (PostgreSQL 18's own default; off
+        # before 18 unless asked). Either this or wal_log_hints lets pg_rewind work.
+        "data_checksums": True,
         "replication": {
             "user": "replicator",
             "mode": "async",
@@ -522,6 +525,7 @@ SCHEMA = {
         "db_clients": ListOf(IPv4Net(), unique=True),
         "listen_addresses": Str(),
         "auto_rebuild": Bool(),
+        "data_checksums": Bool(),
         "replication": {
             "user": _PG_NAME,
             "password": Secret(),

@@ -32,6 +32,7 @@ import time
 from saltext_hamn.utils import config, proc
 from saltext_hamn.utils.errors import CommandFailed
 from saltext_hamn.utils.pg import postmaster, rewind
+from saltext_hamn.utils.pg import versions as pg_versions
 
 #: Version value of something installed whose version could not be read.
 UNKNOWN = "unknown"
@@ -134,6 +135,29 @@ def _version_check(name, reader, *args):
 
 
 # --------------------------------------------------------------------------- checks
+
+
+def check_postgres_major(installed, configured, data_dir):
+    """The binaries' major is the pillar's ``postgres:version`` and the data dir's PG_VERSION.
+
+    ``installed``: what ``postgres --version`` said ("18.6"); the pillar's version picks
+    the server settings written, and a data dir of another major will not start.
+    """
+    major = pg_versions.major_of(installed)
+    if major is None:
+        return _check("postgres_major", False, f"cannot tell the major of the installed PostgreSQL ({installed})")
+    problems = []
+    if major != configured:
+        problems.append(f"the pillar's hamn:postgres:version is {configured}")
+    on_disk = pg_versions.data_dir_major(data_dir)
+    if on_disk is not None and on_disk != major:
+        problems.append(f"{data_dir} was made by PostgreSQL {on_disk} (PG_VERSION); "
+                        "upgrade it (pg_upgrade) or point bindir at that major")
+    if problems:
+        return _check("postgres_major", False, f"the binaries are PostgreSQL {major}, but " + "; ".join(problems))
+    where = f", as is {data_dir}" if on_disk is not None else ""
+    return _check("postgres_major", True, f"PostgreSQL {major} as configured{where}")
+
 
 
 def check_postgres_bin(bindir, required=REQUIRED_BINARIES):
@@ -286,6 +310,8 @@ def run(cfg, node_id, cluster, reference_time=None, os_release="/etc/os-release"
 
     checks += [
         _guard("postgres_bin", check_postgres_bin, cluster.bindir),
+        _guard("postgres_major", check_postgres_major, versions["postgres"],
+               cfg["postgres"]["version"], cluster.data_dir),
         _guard("subnet", check_subnet, node["address"], cfg["vip"]["address"],
                cfg["vip"]["prefix"], peer["address"]),
         _guard("peer_resolves", check_peer_resolves, peer["hostname"], peer["address"]),
@@ -337,6 +363,9 @@ def compare(reports):
                                  f"cannot compare ({shown})"))
         elif len(set(values.values())) == 1:
             checks.append(_check(name, True, f"identical ({shown})"))
+        elif key == "postgres" and len({pg_versions.major_of(v) for v in values.values()}) > 1:
+            checks.append(_check(name, False, f"PostgreSQL majors differ ({shown}): streaming replication "
+                                 "and pg_rewind need one major on both nodes"))
         else:
             checks.append(_check(name, False, f"{key} versions differ ({shown})"))
     return checks

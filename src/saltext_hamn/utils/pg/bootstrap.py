@@ -4,11 +4,15 @@ import os
 
 from saltext_hamn.utils import fileops
 from saltext_hamn.utils.errors import HamnError
-from saltext_hamn.utils.pg import conf, postmaster
+from saltext_hamn.utils.pg import conf, postmaster, versions
 
 
-def initdb(cluster):
-    """initdb an empty data directory (refuses a non-empty one)."""
+def initdb(cluster, major, data_checksums=True):
+    """initdb an empty data directory (refuses a non-empty one).
+
+    Checksums are asked for explicitly, on or off, so a new cluster is the same on every
+    major (PostgreSQL 18 turned them on by default).
+    """
     if postmaster.has_data(cluster):
         return False
     if os.path.exists(cluster.data_dir) and os.listdir(cluster.data_dir):
@@ -16,6 +20,7 @@ def initdb(cluster):
     cluster.run(
         "initdb", "-D", cluster.data_dir, "-U", cluster.superuser,
         "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C",
+        *versions.initdb_checksum_args(major, data_checksums),
         timeout=300,
     )
     return True

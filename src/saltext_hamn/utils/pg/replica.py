@@ -151,7 +151,7 @@ def converge_primary(cluster, cfg, me, major, dry_run):
         if dry_run:
             changes["then"] = "write server files, start, create the replication role and slot"
             return changes
-        bootstrap.initdb(cluster)
+        bootstrap.initdb(cluster, major, cfg["postgres"]["data_checksums"])
     files = {**bootstrap.desired_server_files(cluster, cfg, major), **_pgpass_file(cluster, cfg)}
     diff = _files_step(cluster, files, changes, dry_run)
     if not _server_step(cluster, files, diff, changes, dry_run) and dry_run:
