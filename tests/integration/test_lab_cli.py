@@ -50,6 +50,10 @@ def test_up_twice_status_salt_run_on_then_the_drill(cli_spec, tmp_path):
 
     status = json.loads(hamn_lab(cli_spec, "status").stdout)
     assert status["state"] == "up"
+    # The lab runs the PostgreSQL the run asked for (HAMN_PG: make test runs this test on 15 and 18).
+    from saltext_hamn.lab import pgbin
+
+    assert status["postgres"].startswith(f"{pgbin.choose().version} ("), status["postgres"]
     assert status["nodes"]["mn1"]["postgres"] == "primary"
     assert status["nodes"]["mn2"]["wal_receiver"] == "streaming"
 
@@ -76,6 +80,9 @@ def assert_drill_report(report, out):
         ["setup", "switchover", "auto-failover", "rejoin"], names
     assert all(r["result"] == "done" for r in report["runs"]), report["runs"]
     assert report["error"] is None
+    from saltext_hamn.lab import pgbin
+
+    assert report["postgres"].startswith(pgbin.choose().version + " ("), report["postgres"]
     writes = report["writes"]
     assert writes["acknowledged"] > 0 and writes["read_from"] in ("mn1", "mn2")
     assert "switchover" not in writes["lost_by_phase"], "a switchover loses no acknowledged commit"

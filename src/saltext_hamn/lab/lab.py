@@ -215,6 +215,9 @@ class Lab:
             report["state"] = "down"
             return report
         report["master"] = saltd.alive(saltd.read_pid(saltd.pidfile(spec, "master")) or -1)
+        if self.state_file.exists():
+            pg = self.postgres
+            report["postgres"] = f"{pg['version']} ({pg['origin']}, {pg['bindir']})"
         for node in spec.nodes:
             info = {"minion": saltd.alive(saltd.read_pid(saltd.pidfile(spec, node)) or -1)}
             try:

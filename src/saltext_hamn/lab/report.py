@@ -169,6 +169,7 @@ def build(log):
     events = [{**e, "t": rel(e["at"])} for e in log.get("events") or []]
     return {
         "lab": log.get("lab"),
+        "postgres": log.get("postgres"),
         "started": t0,
         "finished": log.get("finished"),
         "seconds": round(log["finished"] - t0, 3) if log.get("finished") else None,
@@ -268,7 +269,8 @@ def table(report, width=70):
 
 def _footer(report):
     files = report.get("files") or {}
-    lines = [f"drill: {_num(report.get('seconds'), 1)} s, times are seconds since it started"]
+    pg = f" on PostgreSQL {report['postgres']}" if report.get("postgres") else ""
+    lines = [f"drill{pg}: {_num(report.get('seconds'), 1)} s, times are seconds since it started"]
     if report.get("error"):
         lines.append(f"drill FAILED: {report['error']} (the figures above cover what ran)")
     for path in files.get("diverged_reports") or []:

