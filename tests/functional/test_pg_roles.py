@@ -122,6 +122,22 @@ def test_basebackup_moves_old_data_aside_and_streams(mn1, mn2):
     assert rows(mn1) == rows(mn2)
 
 
+def test_following_a_primary_of_another_major_is_refused_before_anything_moves(mn1, mn2):
+    """mn1 (standby) told it is another major: rebuild, rewind and follow refuse while it still streams."""
+    import glob
+
+    from saltext_hamn.utils import handoff
+
+    other = mn1.major + 1
+    aside = set(glob.glob(mn1.cluster.data_dir + ".hamn-*"))
+    for fn in (standby.rebuild, rewind.rewind, handoff.follow):
+        with pytest.raises(HamnError, match=f"runs PostgreSQL {mn2.major}, this node PostgreSQL {other} .*"
+                                            "nothing was changed here"):
+            mn1.call(fn, mn1.cfg, "mn1", other)
+    assert set(glob.glob(mn1.cluster.data_dir + ".hamn-*")) == aside
+    assert mn1.status()["wal_receiver"]["status"] == "streaming"
+
+
 def test_standby_is_read_only(mn1):
     with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction):
         mn1.sql("INSERT INTO hamn_t VALUES ('nope')")

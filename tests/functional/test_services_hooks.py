@@ -68,6 +68,7 @@ def test_preflight_rewind_ready_on_real_data_dir(workdir, checksums, ok):
         "replication": {"password": "Functional-Pw-3"},
         "data_dir": cluster.data_dir,
         "bindir": cluster.bindir,
+        "version": pg_major(),
     }, preflight={"check_install": False})
 
     report = preflight.run(cfg, "mn1", cluster, reference_time=time.time())
@@ -79,6 +80,6 @@ def test_preflight_rewind_ready_on_real_data_dir(workdir, checksums, ok):
         assert "wal_log_hints off and data checksums off" in checks["rewind_ready"]["reason"]
     assert checks["postgres_bin"]["ok"] is True
     assert report["versions"]["postgres"].split(".")[0] == str(pg_major())
-    for name in ("postgres_version", "subnet", "peer_resolves", "clock", "install_dir"):
+    for name in ("postgres_version", "postgres_major", "subnet", "peer_resolves", "clock", "install_dir"):
         assert checks[name]["ok"] is True, checks[name]
     assert report["ok"] is ok

@@ -60,7 +60,7 @@ def test_check_lag_accepts_unknown_seconds_and_small_lag():
 def stopped_node_with_peer(monkeypatch, timeline, control_timeline):
     """A stopped former primary with data, whose peer runs as primary on ``timeline``."""
     monkeypatch.setattr(standby, "prepare_access", lambda cluster, cfg: None)
-    monkeypatch.setattr(standby, "require_peer_primary", lambda cluster, cfg, me: {
+    monkeypatch.setattr(standby, "require_peer_primary", lambda cluster, cfg, me, major=None: {
         "in_recovery": False, "timeline": timeline, "control_timeline": control_timeline, "lsn": "0/9000000"})
     monkeypatch.setattr(rewind.status, "collect", lambda cluster: {"role": "stopped", "running": False})
     monkeypatch.setattr(rewind.postmaster, "has_data", lambda cluster: True)

@@ -167,7 +167,7 @@ def follow(cluster, cfg, me, major, timeout=3600):
     """
     started = time.monotonic()
     host, _, _ = standby.peer_endpoint(cfg, me)
-    peer = standby.require_peer_primary(cluster, cfg, me)
+    peer = standby.require_peer_primary(cluster, cfg, me, major)
     deadline = started + FOLLOW_SECONDS
     info = status.collect(cluster)
     while info["running"] and time.monotonic() < deadline:

@@ -88,7 +88,7 @@ def rewind(cluster, cfg, me, major, *, fallback=False, timeout=3600):
     started = time.monotonic()
     host, port, user = standby.peer_endpoint(cfg, me)
     standby.prepare_access(cluster, cfg)
-    peer = standby.require_peer_primary(cluster, cfg, me)
+    peer = standby.require_peer_primary(cluster, cfg, me, major)
     info = status.collect(cluster)
     if already_following(info, host, peer["timeline"]):
         return {"changed": False, "comment": f"already streaming from {host} on timeline {peer['timeline']}"}

@@ -18,12 +18,13 @@ def peer_facts(cluster, host, port, user, password=None):
     """Role, timeline and system id of the peer, over a plain connection as the replication role."""
     conn = connection.connect_peer(host, port, user, None if password else cluster.pgpass, password=password)
     try:
-        in_recovery, control_tli, walfile, current, system_id = connection.query(
+        in_recovery, control_tli, walfile, current, system_id, version_num = connection.query(
             conn,
             "SELECT pg_is_in_recovery(), (SELECT timeline_id FROM pg_control_checkpoint()),"
             " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END,"
             " CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text,"
-            " (SELECT system_identifier FROM pg_control_system())::text",
+            " (SELECT system_identifier FROM pg_control_system())::text,"
+            " current_setting('server_version_num')::int",
         )[0]
     finally:
         conn.close()
@@ -31,7 +32,7 @@ def peer_facts(cluster, host, port, user, password=None):
     # copy only catches up at the next checkpoint.
     tli = int(walfile[:8], 16) if walfile else control_tli
     return {"in_recovery": in_recovery, "timeline": tli, "control_timeline": control_tli, "lsn": current,
-            "system_id": system_id}
+            "system_id": system_id, "major": version_num // 10000}
 
 
 def prepare_access(cluster, cfg):
@@ -51,11 +52,20 @@ def configure_and_start(cluster, cfg, me, major, timeout=60):
     return replication.wait_streaming(cluster, timeout=timeout)
 
 
-def require_peer_primary(cluster, cfg, me):
+def require_peer_primary(cluster, cfg, me, major=None):
+    """The peer's facts, when it is a primary this node can follow (of ``major``, when given).
+
+    Checked before anything is stopped or moved aside: pg_basebackup and pg_rewind
+    refuse another major only after the data dir was already set aside.
+    """
     host, port, user = peer_endpoint(cfg, me)
     facts = peer_facts(cluster, host, port, user)
     if facts["in_recovery"]:
         raise HamnError(f"the peer {config.peer_of(cfg, me)} ({host}) is not a primary; nothing to follow")
+    if major is not None and facts["major"] != major:
+        raise HamnError(f"the peer {config.peer_of(cfg, me)} ({host}) runs PostgreSQL {facts['major']}, this node "
+                        f"PostgreSQL {major} (hamn:postgres:version/bindir): a standby must run its primary's "
+                        "major; nothing was changed here")
     return facts
 
 
@@ -74,7 +84,7 @@ def rebuild(cluster, cfg, me, major, *, force=False, timeout=3600, divergence_re
             "Fence it first, or re-run with force=True (its data dir is moved aside, not deleted)."
         )
     prepare_access(cluster, cfg)
-    peer = require_peer_primary(cluster, cfg, me)
+    peer = require_peer_primary(cluster, cfg, me, major)
     host, port, user = peer_endpoint(cfg, me)
     if info["running"]:
         postmaster.stop(cluster, mode="fast")
