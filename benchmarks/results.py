@@ -61,7 +61,11 @@ def machine():
         versions["pyroute2"] = getattr(pyroute2, "__version__", None)
     except ImportError:
         pass
-    versions["postgresql"] = _first_line(["/usr/lib/postgresql/15/bin/postgres", "--version"])
+    try:  # the one the lab ran: HAMN_PG (15 unless told), see saltext_hamn/lab/pgbin.py
+        from saltext_hamn.lab import pgbin  # pylint: disable=import-outside-toplevel
+        versions["postgresql"] = pgbin.choose().describe()
+    except Exception:  # pylint: disable=broad-except
+        versions["postgresql"] = None
     versions["rsync"] = _first_line(["rsync", "--version"])
     return {"cpus": os.cpu_count(), "memory_gib": mem, "kernel": platform.release(), "os": distro,
             "versions": versions}

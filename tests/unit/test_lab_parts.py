@@ -19,6 +19,28 @@ def test_spec_names_and_prefix_validation():
             LabSpec(prefix=bad)
 
 
+def test_a_lab_keeps_the_postgres_it_was_made_with(tmp_path, monkeypatch):
+    import json
+
+    from saltext_hamn.lab.lab import Lab
+    from saltext_hamn.utils.errors import HamnError
+
+    monkeypatch.delenv("HAMN_PG", raising=False)
+    assert LabSpec.from_env("labx").pg is None
+    monkeypatch.setenv("HAMN_PG", "18")
+    assert LabSpec.from_env("labx").pg == "18" and LabSpec.from_env("labx", pg="15").pg == "15"
+    made = {"major": 15, "bindir": "/usr/lib/postgresql/15/bin", "version": "15.18", "origin": "debian"}
+    spec = LabSpec(prefix="labx", base_dir=str(tmp_path))
+    spec.lab_dir.mkdir(parents=True)
+    (spec.lab_dir / "lab.json").write_text(json.dumps({"replication_password": "x", "postgres": made}))
+    for asked in (None, "15", "/usr/lib/postgresql/15/bin"):
+        lab = Lab(LabSpec(prefix="labx", base_dir=str(tmp_path), pg=asked), out=lambda m: None)
+        lab._check_same_postgres(lab.postgres)  # pylint: disable=protected-access
+    lab = Lab(LabSpec(prefix="labx", base_dir=str(tmp_path), pg="18"), out=lambda m: None)
+    with pytest.raises(HamnError, match=r"lab 'labx' runs PostgreSQL 15 .*asked for 18: take it down first"):
+        lab._check_same_postgres(lab.postgres)  # pylint: disable=protected-access
+
+
 def test_recorders_log_calls_in_order_and_fail_on_demand(tmp_path):
     bin_dir = recorders.install(tmp_path)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
