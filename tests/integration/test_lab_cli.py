@@ -106,3 +106,10 @@ def test_down_cleans_a_half_built_lab(cli_spec):
     hamn_lab(cli_spec, "down")
     assert_gone(cli_spec)
     hamn_lab(cli_spec, "down")  # and down on nothing is fine
+
+
+def test_up_on_a_postgresql_that_is_not_here_makes_nothing(cli_spec):
+    refused = hamn_lab(cli_spec, "up", "--pg", "99", check=False)
+    assert refused.returncode == 1
+    assert "hamn-lab: PostgreSQL 99 is not installed here (found: " in refused.stderr, refused.stderr
+    assert_gone(cli_spec)

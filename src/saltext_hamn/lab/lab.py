@@ -89,6 +89,8 @@ class Lab:
     def prepare(self):
         """Network, node directories, recorders and the pillar files."""
         spec = self.spec
+        if not self.state_file.exists():
+            pgbin.choose(spec.pg)  # an unusable PostgreSQL stops the lab before anything is made
         spec.lab_dir.mkdir(parents=True, exist_ok=True)
         for path in (spec.lab_dir.parent, spec.lab_dir):
             os.chmod(path, 0o755)  # the postgres user must reach its data dirs
