@@ -22,6 +22,7 @@ from saltext_hamn.lab.client import VipWriter
 from saltext_hamn.lab.spec import NODE_ADDRESSES, WITNESS_ADDRESS
 from saltext_hamn.utils import proc
 from saltext_hamn.utils.auto import witness
+from saltext_hamn.utils.errors import HamnError
 from saltext_hamn.utils.pg import connection
 from tests.support import own_lab
 
@@ -57,7 +58,9 @@ def keep_logs(lab):
     target = os.environ.get("HAMN_KEEP_LOGS")
     if not target:
         return
-    for pattern in ("salt/*/var/log/salt/*", "*/lease/lease.log", "*/postgresql.log"):
+    for pattern in ("salt/*/var/log/salt/*", "*/lease/lease.log", "*/postgresql.log",
+                    "salt/master/var/cache/salt/master/hamn/*.json",  # the automation's state and decisions
+                    "salt/master/var/cache/salt/master/hamn/runs/*.json"):
         for path in lab.spec.lab_dir.glob(pattern):
             dest = os.path.join(target, str(path.relative_to(lab.spec.lab_dir)).replace("/", "_"))
             os.makedirs(target, exist_ok=True)
@@ -206,6 +209,32 @@ def rejoin(lab, old, new):
     wait_armed(lab)
 
 
+def wait_takeover(lab, new, timeout):
+    """drill.wait_primary; when it times out, the failure says what the automation decided
+    meanwhile, its last actions, the leases and the last failover run's steps."""
+    seen, started = [], time.monotonic()
+
+    def watch():
+        decision = automation(lab).get("decision") or {}
+        key = (decision.get("code"), decision.get("reason"))
+        if not seen or seen[-1][1:] != key:
+            seen.append((round(time.monotonic() - started, 1), *key))
+
+    try:
+        return drill.wait_primary(lab, new, timeout=timeout, watch=watch)
+    except HamnError as exc:
+        auto = automation(lab)
+        run_id = (auto.get("last_failover") or {}).get("run")
+        steps = None
+        if run_id:
+            path = os.path.join(_MasterFiles(lab).dir, "runs", f"{run_id}.json")
+            with open(path, encoding="utf-8") as handle:
+                steps = {k: (v.get("state"), v.get("comment")) for k, v in json.load(handle)["steps"].items()}
+        raise AssertionError(f"{exc}\ndecisions seen: {seen}\nlast actions: {auto.get('history', [])[-3:]}\n"
+                             f"nodes: {auto.get('nodes')}\nlast failover: {auto.get('last_failover')}, "
+                             f"steps: {steps}") from exc
+
+
 def history(lab):
     """The automation's recent actions (auto-restart, auto-failover, auto-rejoin)."""
     return automation(lab).get("history") or []
@@ -273,7 +302,7 @@ def test_primary_killed_fails_over_by_itself(lab, sampler, trial):  # pylint: di
     new = other(old)
     before = last_failover_run(lab)
     drill.kill_node_services(lab.spec, old)
-    took = drill.wait_primary(lab, new, timeout=30)
+    took = wait_takeover(lab, new, timeout=30)
     print(f"[auto] PostgreSQL + minion killed: {new} primary with the VIP {took:.2f} s after the kill")
     assert standby_signal(lab, old), "the old primary was not left boot-safe"
     start_by_hand(lab, old)
@@ -295,7 +324,7 @@ def test_primary_link_down_fails_over_and_the_old_primary_fences_itself(lab, sam
     new = other(old)
     netns.ip("-n", lab.spec.witness_ns, "link", "set", lab.spec.veth(old), "down")
     try:
-        took = drill.wait_primary(lab, new, timeout=40)
+        took = wait_takeover(lab, new, timeout=40)
         print(f"[auto] link down: {new} primary with the VIP {took:.2f} s after the cut")
         # The cut-off node fenced itself: stopped, boot-safe (it can't be asked; look at its files).
         wait_for(lambda: not pg_running(lab, old), 5, f"{old} to have fenced itself")
@@ -316,7 +345,7 @@ def test_primary_minion_killed_then_link_cut_fails_over_only_after_the_old_stopp
     assert lab.current_primary() == old, "failed over on a dead minion alone"
     netns.ip("-n", lab.spec.witness_ns, "link", "set", lab.spec.veth(old), "down")
     try:
-        drill.wait_primary(lab, new, timeout=40)
+        wait_takeover(lab, new, timeout=40)
         assert not pg_running(lab, old) and standby_signal(lab, old)
     finally:
         netns.ip("-n", lab.spec.witness_ns, "link", "set", lab.spec.veth(old), "up")
@@ -481,7 +510,7 @@ def test_a_failure_during_automatic_rejoin_leaves_the_primary_alone(lab, sampler
     old = lab.current_primary()
     new = other(old)
     drill.kill_node_services(lab.spec, old)
-    drill.wait_primary(lab, new, timeout=30)
+    wait_takeover(lab, new, timeout=30)
     failing = lab.spec.node_dir(old) / "fail" / "systemctl"  # the rejoin's first step stops services there
     failing.write_text("3")
     try:
@@ -581,7 +610,7 @@ def test_standby_killed_in_sync_strict_mode_writes_wait_and_nothing_acknowledged
                  "writes to go on once the standby is back", every=0.5)
         wait_for(lambda: loss_free(lab, old) is True, 60, "loss-free again", every=0.5)
         drill.kill_node_services(lab.spec, old)
-        drill.wait_primary(lab, new, timeout=30)
+        wait_takeover(lab, new, timeout=30)
         time.sleep(1)
     finally:
         writer.finish()

@@ -112,3 +112,41 @@ def test_conflicts():
     assert not arp.conflicts(arp.parse(arp.build_gratuitous_request(MAC_B, NODE)), VIP, own)
     assert not arp.conflicts(arp.parse(arp.build_request(MAC_B, NODE, VIP)), VIP, own)
     assert not arp.conflicts(None, VIP, own)
+
+
+class _Segment:
+    """One end of a datagram socketpair as probe()'s packet socket; the other host answers
+    every probe at once (the reply is queued before the prober looks)."""
+
+    def __init__(self, holder_mac):
+        import socket  # pylint: disable=import-outside-toplevel
+
+        self.mine, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.holder_mac = holder_mac
+
+    def fileno(self):
+        return self.mine.fileno()
+
+    def send(self, frame):
+        probe = arp.parse(frame)
+        self.theirs.send(arp.build_reply(self.holder_mac, probe.target_ip, probe.sender_mac, "0.0.0.0"))
+
+    def recvfrom(self, size):
+        return self.mine.recv(size), ("eth0", 0x0806, 0, 1, b"")  # PACKET_HOST
+
+    def close(self):
+        self.mine.close()
+        self.theirs.close()
+
+
+def test_a_short_probe_counts_an_answer_queued_while_it_was_off_the_cpu(monkeypatch):
+    segment = _Segment(MAC_B)
+    ticks = iter(range(100))
+    # Every look at the clock is a second later: the 5 ms probe is past its deadline
+    # the moment after it sent, as on a host too busy to schedule it in time.
+    monkeypatch.setattr(arp.time, "monotonic", lambda: float(next(ticks)))
+    try:
+        found = arp.probe(VIP, "eth0", timeout=0.005, attempts=1, opened=(segment, MAC_A))
+    finally:
+        segment.close()
+    assert found == [(MAC_B, VIP)]

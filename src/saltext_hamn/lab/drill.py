@@ -79,8 +79,11 @@ def kill_node_services(spec, node, names=("postgres", "salt-minion")):
     return killed
 
 
-def wait_primary(lab, node, timeout=60):
-    """Seconds until ``node`` runs as primary *and* holds the VIP (HamnError after ``timeout``)."""
+def wait_primary(lab, node, timeout=60, watch=None):
+    """Seconds until ``node`` runs as primary *and* holds the VIP (HamnError after ``timeout``).
+
+    ``watch()``, when given, runs at every look (a test records what the automation decided meanwhile).
+    """
     from saltext_hamn.utils.net import vip  # pylint: disable=import-outside-toplevel
 
     started = time.monotonic()
@@ -94,5 +97,7 @@ def wait_primary(lab, node, timeout=60):
             writable = holds = False
         if writable and holds:
             return time.monotonic() - started
+        if watch is not None:
+            watch()
         time.sleep(0.1)
     raise HamnError(f"{node} did not take over within {timeout}s (salt-run hamn.status says why)")

@@ -73,10 +73,10 @@ def take_from_fenced_peer(cfg, me, netns=None):
     Survey the VIP (while the old node still holds it, only it may answer), ask its
     watchdog to release it (authenticated; refused unless that node is fenced),
     then add it at once. Without that answer, or when the survey saw another MAC,
-    the full ARP probe decides, as for any raise.
+    the full ARP probe decides, as for any raise; when that probe finds one holder
+    the quick survey missed (a busy host), the fenced peer is asked then, and the
+    VIP taken when the holder was that peer.
     """
-    from saltext_hamn.utils.lease import protocol  # pylint: disable=import-outside-toplevel
-
     with handover.Claim(cfg, netns) as claim:
         if claim.held():
             return {**claim.take(), "released_by_peer": None}
@@ -84,23 +84,32 @@ def take_from_fenced_peer(cfg, me, netns=None):
         if len(holders) > 1:
             raise HamnError(f"the VIP {claim.address} is answered by several hosts ({', '.join(holders)}): "
                             "not taking it; find the other holder")
-        answer = None
-        if holders:
-            peer, hb = config.peer_of(cfg, me), cfg["heartbeat"]
-            deadline = time.monotonic() + RELEASE_SECONDS
-            while answer is None:
-                try:
-                    answer = protocol.exchange(cfg["nodes"][peer]["address"], hb["lease_port"], hb["lease_key"],
-                                               "release-vip", me, {}, timeout=1.0)
-                except HamnError as exc:
-                    # Busy (its own tick fencing) or gone: a few tries, then the full probe.
-                    if time.monotonic() >= deadline:
-                        log.warning("takeover: %s did not release the VIP (%s); probing it fully", peer, exc)
-                        break
-                    time.sleep(0.1)
-        if answer is not None and set(holders) <= {str(answer.get("mac", "")).lower()}:
+        if holders and _released_by_peer(cfg, me, holders):
             return {**claim.take(), "released_by_peer": True}
         answers = claim.full_probe()
+        if len(answers) == 1 and not holders and _released_by_peer(cfg, me, answers):
+            return {**claim.take(), "released_by_peer": True}
         if answers:
             raise HamnError(f"VIP {claim.address} is in use: answered by {', '.join(answers)}; not adding it")
         return {**claim.take(), "released_by_peer": False}
+
+
+def _released_by_peer(cfg, me, holders):
+    """Ask the peer's watchdog to drop the VIP (up to RELEASE_SECONDS); True when it did and
+    its MAC is every MAC that answered for the VIP."""
+    from saltext_hamn.utils.lease import protocol  # pylint: disable=import-outside-toplevel
+
+    peer, hb = config.peer_of(cfg, me), cfg["heartbeat"]
+    deadline = time.monotonic() + RELEASE_SECONDS
+    while True:
+        try:
+            answer = protocol.exchange(cfg["nodes"][peer]["address"], hb["lease_port"], hb["lease_key"],
+                                       "release-vip", me, {}, timeout=1.0)
+            break
+        except HamnError as exc:
+            # Busy (its own tick fencing) or gone: a few tries, then the full probe.
+            if time.monotonic() >= deadline:
+                log.warning("takeover: %s did not release the VIP (%s); probing it fully", peer, exc)
+                return False
+            time.sleep(0.1)
+    return set(holders) <= {str(answer.get("mac", "")).lower()}

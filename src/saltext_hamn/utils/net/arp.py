@@ -205,6 +205,30 @@ def _send(sock, frame, interface):
         raise HamnError(f"sending ARP on {interface} failed: {exc.strerror or exc}") from exc
 
 
+DRAIN_LIMIT = 256  # frames read after the deadline at most (a busy segment never ends the queue)
+
+
+def _read_answer(sock, wait, address, own_mac, found, interface):
+    """Read one frame if one comes within ``wait`` s: None when none came, True when it was
+    an answer for ``address`` (added to ``found``), False for any other frame."""
+    ready, _, _ = select.select([sock], [], [], wait)
+    if not ready:
+        return None
+    try:
+        data, meta = sock.recvfrom(2048)
+    except OSError as exc:
+        raise HamnError(f"receiving ARP on {interface} failed: {exc.strerror or exc}") from exc
+    if meta[2] == PACKET_OUTGOING:
+        return False
+    parsed = parse(data)
+    if not conflicts(parsed, address, own_mac):
+        return False
+    pair = (parsed.sender_mac, parsed.sender_ip)
+    if pair not in found:
+        found.append(pair)
+    return True
+
+
 def probe(address, interface, timeout=0.3, attempts=3, netns=None, opened=None):
     """Ask whether another host holds ``address`` (duplicate-address detection).
 
@@ -223,7 +247,7 @@ def probe(address, interface, timeout=0.3, attempts=3, netns=None, opened=None):
         frame = build_probe(own_mac, address)
         start = time.monotonic()
         deadline = start + timeout
-        sent = 0
+        sent, drained = 0, 0
         while True:
             now = time.monotonic()
             due = start + sent * timeout / attempts if sent < attempts and not found else deadline
@@ -232,21 +256,13 @@ def probe(address, interface, timeout=0.3, attempts=3, netns=None, opened=None):
                 sent += 1
                 continue
             if now >= deadline:
-                break
-            ready, _, _ = select.select([sock], [], [], max(0.0, min(deadline, due) - now))
-            if not ready:
+                # An answer already queued counts, however late this process got the CPU:
+                # a short probe on a busy host must not call a held address free.
+                drained += 1
+                if drained > DRAIN_LIMIT or _read_answer(sock, 0.0, address, own_mac, found, interface) is None:
+                    break
                 continue
-            try:
-                data, meta = sock.recvfrom(2048)
-            except OSError as exc:
-                raise HamnError(f"receiving ARP on {interface} failed: {exc.strerror or exc}") from exc
-            if meta[2] == PACKET_OUTGOING:
-                continue
-            parsed = parse(data)
-            if conflicts(parsed, address, own_mac):
-                pair = (parsed.sender_mac, parsed.sender_ip)
-                if pair not in found:
-                    found.append(pair)
+            if _read_answer(sock, max(0.0, min(deadline, due) - now), address, own_mac, found, interface):
                 # Someone answered: no need to sit out the timeout; linger briefly
                 # so that a second holder (a real duplicate) is reported too.
                 deadline = min(deadline, time.monotonic() + 0.05)
