@@ -133,15 +133,19 @@ def test_ensure_is_idempotent_and_private(mn1, mn2, watchdogs):
     # A changed configuration restarts it, with the new settings.
     changed = copy.deepcopy(mn1.cfg)
     changed["heartbeat"]["lease"] = 4.0
-    restarted = supervise.ensure(changed, "mn1", netns=mn1.ns)
-    assert restarted["restarted"] is True and restarted["pid"] != again["pid"]
-    assert "lease 4s" in open(os.path.join(mn1.state_dir, "lease.log"), encoding="utf-8").read()
-    back = mn1.ensure()
+    log_path = os.path.join(mn1.state_dir, "lease.log")
+    try:
+        restarted = supervise.ensure(changed, "mn1", netns=mn1.ns)
+        assert restarted["restarted"] is True and restarted["pid"] != again["pid"]
+        # ensure() returns once the new daemon runs; its first log line may come a moment later.
+        assert wait_for(lambda: "lease 4s" in open(log_path, encoding="utf-8").read(), 5)
+    finally:
+        back = mn1.ensure()  # the tests after this one need the 3 s lease back, whatever failed above
     assert back["restarted"] is True and mn1.ensure()["started"] is False
     assert wait_for(lambda: (supervise.read_status(mn1.cfg) or {}).get("pid") == back["pid"], 5)
     # Neither the lease key nor the replication password reach the log or the status.
     secrets = (mn1.cfg["heartbeat"]["lease_key"], mn1.cfg["postgres"]["replication"]["password"])
-    text = open(os.path.join(mn1.state_dir, "lease.log"), encoding="utf-8").read() + json.dumps(status)
+    text = open(log_path, encoding="utf-8").read() + json.dumps(status)
     assert "started" in text and "lease 3s" in text and not any(secret in text for secret in secrets)
 
 
